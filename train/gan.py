@@ -1,0 +1,474 @@
+"""`python -m train gan`: train the 3D-GAN generator and discriminator on voxel chairs.
+
+One readable loop (nanoGPT style): a D step on a real and a fake batch, then a G step
+through a frozen D. What a run folder holds:
+
+    runs/NAME/config.json        the resolved TrainConfig (also printed by --dry-run)
+    runs/NAME/state.pt           everything --resume needs (written atomically)
+    runs/NAME/metrics.csv        losses per log interval
+    runs/NAME/eval.csv           cheap quality monitors on held-out training chairs
+    runs/NAME/samples/*.png      sample sheets every few minutes
+    runs/NAME/checkpoint/        the final pipeline folder (EMA generator + discriminator)
+
+Runs under `torchrun --nproc_per_node N` with DistributedDataParallel (gloo on CPU).
+"""
+
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from vaegan import meshing
+from vaegan.config import ModelConfig
+from vaegan.errors import CheckpointError, ConfigError
+from vaegan.models import Discriminator, Generator, to_channels_last
+from vaegan.pipeline import ChairPipeline
+from vaegan.render import contact_sheet, render_mesh
+
+from .data import load_chairs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # folder of chair_<id>_<k>.mat (with train/ test/) or of .binvox files
+    out: str = "runs/chair32"  # run folder
+    # --- model (see vaegan.config.ModelConfig)
+    resolution: int = 32
+    z_dim: int = 200
+    g_widths: tuple[int, ...] = (256, 128, 64)
+    d_widths: tuple[int, ...] | None = None  # None mirrors g_widths
+    d_norm: str = "batch"  # "batch" or "spectral"
+    # --- objective and optimiser
+    loss: str = "bce"  # "bce" (the paper, non-saturating G loss) or "hinge"
+    batch_size: int = 32  # per process
+    g_lr: float = 2.5e-3  # the paper's G learning rate
+    d_lr: float = 1e-3  # the paper says 1e-5; see the model card for what converged here
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_acc_max: float = 0.8  # update D only while its batch accuracy is <= this (the paper)
+    steps: int = 6000  # optimiser steps (one D + one G step each)
+    lr_decay_start: float = 0.6  # fraction of steps after which both lrs decay linearly ...
+    lr_decay_final: float = 0.1  # ... to this fraction of their start value
+    ema_decay: float = 0.999  # EMA of G weights (shipped); 0 disables
+    ema_start: int = 500  # steps before the EMA starts tracking
+    # --- data
+    poses: tuple[int, ...] = (1,)  # canonical pose only: chairs stay upright and facing
+    mirror: bool = True  # random left/right flips (array axis 1) as augmentation
+    val_chairs: int = 48  # chairs held out (by id) for the quality monitor
+    # --- bookkeeping
+    seed: int = 0
+    log_every: int = 50  # steps between metrics.csv rows
+    eval_every: int = 500  # steps between eval.csv rows
+    ckpt_every_min: float = 5.0  # minutes between state.pt writes
+    sample_every_min: float = 5.0  # minutes between sample sheets
+    threads: int = 0  # torch threads; 0 keeps torch's default (all cores)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(resolution=self.resolution, z_dim=self.z_dim, g_widths=self.g_widths,
+                           d_widths=self.d_widths, d_norm=self.d_norm)
+
+    def validate(self) -> None:
+        self.model_config()  # raises ConfigError for bad architectures
+        if self.loss not in ("bce", "hinge"):
+            raise ConfigError(f"loss must be 'bce' or 'hinge', got {self.loss!r}")
+        if self.steps < 1 or self.batch_size < 2:
+            raise ConfigError("steps must be >= 1 and batch_size >= 2 (BatchNorm needs a batch)")
+        if not self.data:
+            raise ConfigError("--data is required: a folder of voxel chairs")
+
+
+# ----------------------------------------------------------------------------- losses
+def d_loss_bce(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
+    return (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+            + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+
+
+def g_loss_bce(fake_logit: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss: -log D(G(z))."""
+    return F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
+
+
+def d_loss_hinge(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
+
+
+def g_loss_hinge(fake_logit: torch.Tensor) -> torch.Tensor:
+    return -fake_logit.mean()
+
+
+LOSSES = {"bce": (d_loss_bce, g_loss_bce), "hinge": (d_loss_hinge, g_loss_hinge)}
+
+
+def d_accuracy(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
+    """Fraction of the real and fake batch that D classifies right (logit sign)."""
+    return torch.cat([(real_logit > 0), (fake_logit < 0)]).float().mean()
+
+
+# ----------------------------------------------------------------------------- helpers
+class DiscriminatorPair(nn.Module):
+    """D on the real and on the fake batch in one forward, so DDP sees one forward per
+    backward, while BatchNorm still takes separate statistics for real and fake."""
+
+    def __init__(self, disc: Discriminator):
+        super().__init__()
+        self.disc = disc
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor):
+        return self.disc(real), self.disc(fake)
+
+
+def setup_distributed() -> tuple[int, int]:
+    """(rank, world size); starts a gloo (CPU) or nccl (GPU) group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def all_mean(value: torch.Tensor, world: int) -> torch.Tensor:
+    """Average a scalar over processes, so that every rank takes the same decisions."""
+    if world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return value
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    start = int(cfg.lr_decay_start * cfg.steps)
+    if step < start:
+        return 1.0
+    frac = (step - start) / max(1, cfg.steps - start)
+    return 1.0 - (1.0 - cfg.lr_decay_final) * frac
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(gen: Generator, z_dim: int, batches: int = 16, batch_size: int = 64, seed: int = 1234) -> None:
+    """Recompute the generator's BatchNorm running statistics from fresh samples.
+
+    The EMA weights never ran a forward pass of their own, so the statistics copied from
+    the raw generator do not quite fit them; a cumulative average over a few batches does.
+    """
+    g = torch.Generator().manual_seed(seed)
+    bns = [m for m in gen.modules() if isinstance(m, nn.BatchNorm3d)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    gen.train()
+    for _ in range(batches):
+        gen(torch.randn(batch_size, z_dim, generator=g))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    gen.eval()
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def split_by_id(names: list[str], n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): a seeded choice of whole chair ids, never single files."""
+    ids = sorted({n.rsplit("_", 1)[0] for n in names})
+    rng = np.random.default_rng(seed)
+    val_ids = set(rng.choice(ids, size=min(n_val, len(ids) // 5), replace=False)) if n_val else set()
+    is_val = np.array([n.rsplit("_", 1)[0] in val_ids for n in names])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+@torch.no_grad()
+def monitor(gen: Generator, z: torch.Tensor, val: np.ndarray) -> dict:
+    """Cheap quality figures: coverage-IoU of held-out chairs, validity, occupancy."""
+    gen.eval()
+    samples = torch.cat([gen(c) for c in z.split(50)])[:, 0].numpy() >= 0.5  # (n, R, R, R)
+    flat = samples.reshape(len(samples), -1).astype(np.float32)
+    ref = val.reshape(len(val), -1).astype(np.float32)
+    inter = ref @ flat.T  # (n_val, n)
+    union = ref.sum(1)[:, None] + flat.sum(1)[None] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    pieces = [meshing.count_components(s) for s in samples]
+    return {
+        "coverage_iou": float(iou.max(1).mean()),
+        "one_piece": float(np.mean([p == 1 for p in pieces])),
+        "occupancy": float(samples.mean()),
+        "empty": float(np.mean([p == 0 for p in pieces])),
+    }
+
+
+def save_sheet(gen: Generator, z: torch.Tensor, path: Path) -> None:
+    gen.eval()
+    with torch.no_grad():
+        vox = gen(z)[:, 0].numpy()
+    images = []
+    for v in vox:
+        try:
+            images.append(render_mesh(meshing.voxels_to_mesh(v, clean=False), size=96, points=20_000))
+        except ValueError:  # empty sample: show a blank tile
+            images.append(np.full((96, 96, 3), 255, np.uint8))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    contact_sheet(images, cols=8).save(tmp)
+    os.replace(tmp, path)
+
+
+class CsvLog:
+    """Append rows to a CSV file, writing the header once."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path, self.columns = path, columns
+        if not path.exists():
+            with path.open("w", newline="") as f:
+                csv.writer(f).writerow(columns)
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(c, "") for c in self.columns])
+
+
+# ----------------------------------------------------------------------------- training
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    cfg.validate()
+    rank, world = setup_distributed()
+    main_proc = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    state_path = out / "state.pt"
+    state = None
+    if resume:
+        if not state_path.is_file():
+            raise CheckpointError(f"--resume: no run to continue, {state_path} does not exist")
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = state.get("config", {})
+        for key in ("resolution", "z_dim", "g_widths", "d_widths", "d_norm", "loss", "batch_size"):
+            mine = getattr(cfg, key)
+            theirs = saved.get(key)
+            if (list(mine) if isinstance(mine, tuple) else mine) != (list(theirs) if isinstance(theirs, tuple) else theirs):
+                raise CheckpointError(
+                    f"--resume: {state_path} was trained with {key}={theirs!r}, but this run asks for {mine!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    if main_proc:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    # Data: (N, R, R, R) uint8 in memory; held-out chairs by id for the monitor.
+    chairs, names = load_chairs(cfg.data, "train", cfg.resolution, cfg.poses)
+    train_idx, val_idx = split_by_id(names, cfg.val_chairs, cfg.seed)
+    data = torch.from_numpy(chairs[train_idx])  # (N, R, R, R) uint8
+    val = chairs[val_idx]
+    if main_proc:
+        log.info("data: %d training grids, %d held out (%d ids) from %s", len(data), len(val_idx),
+                 len({names[i].rsplit('_', 1)[0] for i in val_idx}), cfg.data)
+    if len(data) < cfg.batch_size:
+        raise ConfigError(f"only {len(data)} training grids; batch_size {cfg.batch_size} needs more")
+
+    torch.manual_seed(cfg.seed)
+    mcfg = cfg.model_config()
+    gen, disc = Generator(mcfg), Discriminator(mcfg)
+    ema = copy.deepcopy(gen).requires_grad_(False) if cfg.ema_decay > 0 else None
+    to_channels_last(gen), to_channels_last(disc)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
+    step, elapsed = 0, 0.0
+    # Each rank draws its own noise and batches; rank 0's stream equals a 1-process run.
+    rng = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    if state is not None:
+        gen.load_state_dict(state["generator"])
+        disc.load_state_dict(state["discriminator"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        step, elapsed = state["step"], state["elapsed"]
+        rng.set_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        if main_proc:
+            log.info("resumed %s at step %d (%.1f min trained)", out, step, elapsed / 60)
+
+    gen_ddp: nn.Module = gen
+    pair: nn.Module = DiscriminatorPair(disc)
+    if world > 1:
+        gen_ddp = nn.parallel.DistributedDataParallel(gen)
+        pair = nn.parallel.DistributedDataParallel(pair)
+    d_loss_fn, g_loss_fn = LOSSES[cfg.loss]
+
+    fixed_z = torch.randn(100, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 99))
+    metrics_log = CsvLog(out / "metrics.csv", ["step", "minutes", "d_loss", "g_loss", "d_acc", "d_updates", "lr_scale"]) if main_proc else None
+    eval_log = CsvLog(out / "eval.csv", ["step", "minutes", "model", "coverage_iou", "one_piece", "occupancy", "empty"]) if main_proc else None
+
+    def sample_model() -> Generator:
+        return ema if ema is not None and step > cfg.ema_start else gen
+
+    def write_state() -> None:
+        rngs = [torch.empty_like(rng.get_state()) for _ in range(world)] if world > 1 else None
+        if world > 1:
+            dist.all_gather(rngs, rng.get_state())
+        if main_proc:
+            atomic_torch_save({
+                "config": asdict(cfg), "step": step, "elapsed": elapsed,
+                "generator": gen.state_dict(), "discriminator": disc.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                "rng": rngs or [rng.get_state()],
+            }, state_path)
+
+    perm, pos = torch.randperm(len(data), generator=rng), 0
+    sums = {"d_loss": 0.0, "g_loss": 0.0, "d_acc": 0.0, "d_updates": 0.0, "n": 0}
+    t_last = time.perf_counter()
+    last_ckpt = last_sheet = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not main_proc, desc="gan", dynamic_ncols=True, mininterval=2)
+    while step < cfg.steps:
+        # ---- batch: this rank's slice of a shared-size draw, random mirror along axis 1
+        if pos + cfg.batch_size > len(perm):
+            perm, pos = torch.randperm(len(data), generator=rng), 0
+        real = data[perm[pos:pos + cfg.batch_size]].float()  # (B, R, R, R)
+        pos += cfg.batch_size
+        if cfg.mirror:
+            flip = torch.rand(len(real), generator=rng) < 0.5
+            real[flip] = real[flip].flip(2)  # (B, R, R, R): dim 2 is voxel axis 1
+        real = real[:, None].contiguous(memory_format=torch.channels_last_3d)  # (B, 1, R, R, R)
+        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng)
+        scale = lr_factor(cfg, step)
+        for opt, lr in ((opt_g, cfg.g_lr), (opt_d, cfg.d_lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
+
+        # ---- D step: real vs detached fake; skipped while D is already too good
+        gen_ddp.train(), pair.train()
+        fake = gen_ddp(z)  # (B, 1, R, R, R) probabilities
+        real_logit, fake_logit = pair(real, fake.detach())
+        d_loss = d_loss_fn(real_logit, fake_logit)
+        acc = all_mean(d_accuracy(real_logit, fake_logit).detach(), world)
+        update_d = bool(acc <= cfg.d_acc_max)
+        opt_d.zero_grad(set_to_none=True)
+        if update_d:
+            d_loss.backward()
+            opt_d.step()
+
+        # ---- G step through a frozen D (no D gradients: 1.2-1.7x faster here)
+        disc.requires_grad_(False)
+        g_loss = g_loss_fn(disc(fake))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        disc.requires_grad_(True)
+        step += 1
+        if ema is not None:
+            ema_update(ema, gen, 0.0 if step <= cfg.ema_start else cfg.ema_decay)
+
+        # ---- bookkeeping
+        now = time.perf_counter()
+        elapsed += now - t_last
+        t_last = now
+        for k, v in (("d_loss", d_loss.item()), ("g_loss", g_loss.item()), ("d_acc", acc.item()), ("d_updates", float(update_d))):
+            sums[k] += v
+        sums["n"] += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            row = {k: round(sums[k] / sums["n"], 4) for k in ("d_loss", "g_loss", "d_acc", "d_updates")}
+            if main_proc:
+                metrics_log.write({"step": step, "minutes": round(elapsed / 60, 2), "lr_scale": round(scale, 3), **row})
+                bar.set_postfix(D=row["d_loss"], G=row["g_loss"], acc=row["d_acc"], upd=row["d_updates"])
+            sums = dict.fromkeys(sums, 0.0)
+        if main_proc and (step % cfg.eval_every == 0 or step == cfg.steps) and len(val):
+            model = sample_model()
+            if model is ema:
+                recalibrate_batchnorm(ema, cfg.z_dim)
+            figures = monitor(model, fixed_z, val)
+            eval_log.write({"step": step, "minutes": round(elapsed / 60, 2),
+                            "model": "ema" if model is ema else "raw", **{k: round(v, 4) for k, v in figures.items()}})
+            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+        if main_proc and (now - last_sheet >= cfg.sample_every_min * 60 or step == cfg.steps):
+            save_sheet(sample_model(), fixed_z[:32], out / "samples" / f"step_{step:06d}.png")
+            last_sheet = time.perf_counter()
+        # Every rank must join the all_gather in write_state: decide on rank 0's clock.
+        due = torch.tensor(float(now - last_ckpt >= cfg.ckpt_every_min * 60 or step == cfg.steps))
+        if world > 1:
+            dist.broadcast(due, 0)
+        if due.item():
+            write_state()
+            last_ckpt = time.perf_counter()
+    bar.close()
+
+    final = out / "checkpoint"
+    if main_proc:
+        shipped = ema if ema is not None and step > cfg.ema_start else gen
+        if shipped is ema:
+            recalibrate_batchnorm(ema, cfg.z_dim)
+        g_out = Generator(mcfg)
+        g_out.load_state_dict(shipped.state_dict())
+        d_out = Discriminator(mcfg)
+        d_out.load_state_dict(disc.state_dict())
+        ChairPipeline(g_out, d_out).save_pretrained(final)
+        (final / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        log.info("finished %d steps in %.1f min; pipeline written to %s", step, elapsed / 60, final)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_arguments(parser) -> None:
+    """One flag per TrainConfig field (`--g-widths 256 128 64`, `--no-mirror`, ...)."""
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse_bool(), default=value, help=f"(default: {value})")
+        elif isinstance(value, tuple) or f.name == "d_widths":
+            parser.add_argument(flag, type=int, nargs="+", default=value, help=f"(default: {value})")
+        else:
+            parser.add_argument(flag, type=type(value), default=value, help=f"(default: {value!r})")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from state.pt")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def argparse_bool():
+    import argparse
+    return argparse.BooleanOptionalAction
+
+
+def config_from_args(args) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    for key in ("g_widths", "poses"):
+        values[key] = tuple(values[key])
+    if values["d_widths"] is not None:
+        values["d_widths"] = tuple(values["d_widths"])
+    return TrainConfig(**values)
+
+
+def main(args) -> int:
+    cfg = config_from_args(args)
+    if args.dry_run:
+        cfg.model_config()  # surface config errors in a dry run too
+        print(json.dumps(asdict(cfg), indent=2))
+        return 0
+    start = time.perf_counter()
+    train(cfg, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wall time {(time.perf_counter() - start) / 60:.1f} min -> {Path(cfg.out) / 'checkpoint'}")
+    return 0

@@ -1,0 +1,68 @@
+"""`ModelConfig`: the one typed config every model of a checkpoint is built from.
+
+It is saved as `config.json` beside each model's weights (PyTorchModelHubMixin), so a
+checkpoint always carries the exact architecture it was trained with.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .errors import ConfigError
+
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 128  # 8 and 16 exist for tests; 32 and 64 ship
+
+
+@dataclass
+class ModelConfig:
+    resolution: int = 32  # side R of the generated (R, R, R) grid; a power of two
+    z_dim: int = 200  # latent size (the paper's 200)
+    # Generator channels from 4^3 upwards, one per resolution 4, 8, ..., R/2.
+    # The paper's 64^3 model is (512, 256, 128, 64); 32^3 drops the last.
+    g_widths: tuple[int, ...] = (256, 128, 64)
+    # Discriminator channels from R/2 downwards to 4^3; None mirrors the generator.
+    d_widths: tuple[int, ...] | None = None
+    d_norm: str = "batch"  # "batch" (paper) or "spectral" (the original project's variant)
+    image_size: int = 128  # encoder input side, square RGB
+    # Encoder conv channels, each a stride-2 conv: 128 -> 4 px in five layers like the
+    # paper's five conv layers (which took 256 px; 128 px trains 4x cheaper on a CPU).
+    e_widths: tuple[int, ...] = (32, 64, 128, 256, 256)
+
+    def __post_init__(self):
+        # JSON round trips turn tuples into lists; keep one type.
+        self.g_widths = tuple(int(w) for w in self.g_widths)
+        self.e_widths = tuple(int(w) for w in self.e_widths)
+        if self.d_widths is None:
+            self.d_widths = tuple(reversed(self.g_widths))
+        self.d_widths = tuple(int(w) for w in self.d_widths)
+        self.validate()
+
+    @property
+    def num_up(self) -> int:
+        """Number of stride-2 upsamplings from 4^3 to R^3."""
+        return int(math.log2(self.resolution)) - 2
+
+    def validate(self) -> None:
+        r = self.resolution
+        if not isinstance(r, int) or r < MIN_RESOLUTION or r > MAX_RESOLUTION or r & (r - 1):
+            raise ConfigError(
+                f"unsupported resolution {r!r}: use a power of two from {MIN_RESOLUTION} to "
+                f"{MAX_RESOLUTION} (the shipped models use 32 or 64)"
+            )
+        for name, widths in (("g_widths", self.g_widths), ("d_widths", self.d_widths)):
+            if len(widths) != self.num_up:
+                raise ConfigError(
+                    f"{name} has {len(widths)} entries but resolution {r} needs {self.num_up} "
+                    f"(one per level from 4^3 to {r // 2}^3)"
+                )
+        if self.d_norm not in ("batch", "spectral"):
+            raise ConfigError(f"d_norm must be 'batch' or 'spectral', got {self.d_norm!r}")
+        if self.z_dim < 1 or min(self.g_widths + self.d_widths + self.e_widths) < 1:
+            raise ConfigError("z_dim and every channel width must be positive")
+        if self.image_size % 2 ** len(self.e_widths) or self.image_size < 2 ** len(self.e_widths):
+            raise ConfigError(
+                f"image_size {self.image_size} must be a multiple of 2^{len(self.e_widths)} "
+                f"(one halving per encoder layer)"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)

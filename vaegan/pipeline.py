@@ -1,0 +1,188 @@
+"""`ChairPipeline`: the public entry point that ties the networks to voxels, photos and meshes.
+
+A checkpoint is a folder (local, or a Hub model repo) laid out like diffusers pipelines:
+
+    <name>/generator/{config.json, model.safetensors}        required
+    <name>/discriminator/{config.json, model.safetensors}    optional (realism score)
+    <name>/encoder/{config.json, model.safetensors}          optional (photo -> chair)
+    <name>/README.md                                         the model card
+
+CPU and float32 by default; all randomness comes from explicit seeds.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+from . import meshing
+from .config import ModelConfig
+from .errors import CheckpointError, ImageError
+from .images import preprocess
+from .models import Discriminator, Generator, ImageEncoder, HubModule
+from .voxels import check_grid
+
+COMPONENTS: dict[str, type[HubModule]] = {
+    "generator": Generator,
+    "discriminator": Discriminator,
+    "encoder": ImageEncoder,
+}
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
+    """A local folder as is; otherwise a Hub repo id downloaded (or found in the cache).
+
+    Honours HF_HUB_OFFLINE=1 / HF_HUB_CACHE like every huggingface_hub download.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if not _REPO_ID.match(name):
+        raise CheckpointError(f"checkpoint folder {name} does not exist (and it is not a Hub repo id)")
+    try:
+        return Path(snapshot_download(repo_id=name, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.md"]))
+    except (HFValidationError, RepositoryNotFoundError, LocalEntryNotFoundError, OSError) as err:
+        raise CheckpointError(
+            f"{name} is not a local checkpoint folder, and the Hub repo could not be loaded "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no details'})"
+        ) from err
+
+
+class ChairPipeline:
+    """Sample, generate, encode photos, reconstruct and mesh chairs. See DEVELOPERS.md."""
+
+    def __init__(self, generator: Generator, discriminator: Discriminator | None = None,
+                 encoder: ImageEncoder | None = None):
+        self.generator = generator.eval()
+        self.discriminator = discriminator.eval() if discriminator is not None else None
+        self.encoder = encoder.eval() if encoder is not None else None
+        self.config: ModelConfig = generator.config
+        for part in (discriminator, encoder):
+            if part is not None and (part.config.resolution, part.config.z_dim) != (self.resolution, self.z_dim):
+                raise CheckpointError(
+                    f"{type(part).__name__} was built for resolution {part.config.resolution}, "
+                    f"z_dim {part.config.z_dim}; the generator has {self.resolution}, {self.z_dim}"
+                )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None) -> "ChairPipeline":
+        """Load from a local checkpoint folder or a Hub repo id (see the module docstring)."""
+        root = resolve_checkpoint(name_or_path, revision)
+        if not (root / "generator" / "config.json").is_file():
+            raise CheckpointError(f"incomplete checkpoint {root}: generator/config.json is missing")
+        parts = {}
+        for name, model_cls in COMPONENTS.items():
+            folder = root / name
+            if (folder / "config.json").is_file():
+                parts[name] = model_cls.from_pretrained(folder)
+            elif folder.exists():
+                raise CheckpointError(f"incomplete checkpoint {root}: {name}/config.json is missing")
+        pipe = cls(**parts)
+        pipe.root = root
+        return pipe
+
+    @classmethod
+    def from_config(cls, config: ModelConfig | None = None, seed: int = 0) -> "ChairPipeline":
+        """A randomly initialised pipeline (all three networks): works end to end untrained."""
+        config = config or ModelConfig()
+        torch.manual_seed(seed)
+        return cls(Generator(config), Discriminator(config), ImageEncoder(config))
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write each present component to `folder/<component>/` (config.json + safetensors)."""
+        folder = Path(folder)
+        for name in COMPONENTS:
+            part = getattr(self, name)
+            if part is not None:
+                part.save_pretrained(folder / name)
+        return folder
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def resolution(self) -> int:
+        return int(self.config.resolution)
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.config.z_dim)
+
+    # ------------------------------------------------------------------ latents -> voxels
+    def sample_latents(self, n: int, seed: int = 0, truncation: float = 1.0) -> torch.Tensor:
+        """n latents from the prior N(0, I) scaled by `truncation`: float32 (n, z_dim)."""
+        if not 1 <= int(n) <= 100_000:
+            raise ValueError(f"n must be between 1 and 100000, got {n}")
+        if not 0.0 <= truncation <= 3.0:
+            raise ValueError(f"truncation must be in [0, 3], got {truncation}")
+        gen = torch.Generator().manual_seed(int(seed))
+        return torch.randn(int(n), self.z_dim, generator=gen) * float(truncation)
+
+    def check_latents(self, z) -> torch.Tensor:
+        """Any (z_dim,) or (n, z_dim) array-like -> float32 tensor (n, z_dim), or ValueError."""
+        z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not torch.is_tensor(z) else z).float()
+        if z.ndim == 1:
+            z = z[None]
+        if z.ndim != 2 or z.shape[1] != self.z_dim or len(z) == 0:
+            raise ValueError(f"latents have shape {tuple(z.shape)}: expected (n, {self.z_dim})")
+        if not torch.isfinite(z).all():
+            raise ValueError("latents contain NaN or infinite values")
+        return z
+
+    @torch.inference_mode()
+    def generate(self, z, batch_size: int = 64) -> np.ndarray:
+        """Latents (n, z_dim) -> occupancy probabilities, np.float32 (n, R, R, R) in [0, 1]."""
+        z = self.check_latents(z)
+        out = [self.generator(chunk)[:, 0] for chunk in z.split(batch_size)]  # (b, R, R, R)
+        return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ photos -> latents
+    def _require_encoder(self) -> ImageEncoder:
+        if self.encoder is None:
+            raise CheckpointError("this checkpoint has no image encoder (no encoder/ folder)")
+        return self.encoder
+
+    def preprocess(self, image):
+        """One input image -> (float32 (3, S, S), the PIL image the encoder sees)."""
+        return preprocess(image, self.config.image_size)
+
+    @torch.inference_mode()
+    def encode(self, image) -> torch.Tensor:
+        """A PIL image (or path/bytes/array) or a list of them -> posterior means (n, z_dim)."""
+        encoder = self._require_encoder()
+        images = image if isinstance(image, (list, tuple)) else [image]
+        if not images:
+            raise ImageError("no image given")
+        batch = torch.stack([self.preprocess(im)[0] for im in images])  # (n, 3, S, S)
+        mu, _ = encoder(batch)
+        return mu
+
+    def reconstruct(self, image) -> np.ndarray:
+        """One photo -> its chair as occupancy probabilities, np.float32 (R, R, R)."""
+        if isinstance(image, (list, tuple)):
+            raise ImageError("reconstruct takes one image; use encode + generate for a batch")
+        return self.generate(self.encode(image))[0]
+
+    # ------------------------------------------------------------------ voxels -> outputs
+    def mesh(self, vox, level: float = 0.5, smooth: float = 0.0, clean: bool = True, min_size: int = 0):
+        """One grid (R, R, R) -> trimesh.Trimesh by marching cubes, Z-up, unit-cube frame."""
+        return meshing.voxels_to_mesh(vox, level=level, smooth=smooth, clean=clean, min_size=min_size)
+
+    @torch.inference_mode()
+    def realism(self, vox) -> np.ndarray:
+        """Grids (R, R, R) or (n, R, R, R) -> the discriminator's P(real), float32 (n,)."""
+        if self.discriminator is None:
+            raise CheckpointError("this checkpoint has no discriminator (no discriminator/ folder)")
+        vox = np.asarray(vox)
+        grids = vox[None] if vox.ndim == 3 else vox
+        batch = torch.from_numpy(np.stack([check_grid(g, resolution=self.resolution) for g in grids]))
+        return torch.sigmoid(self.discriminator(batch[:, None])).numpy()
+
+    def __repr__(self) -> str:
+        parts = [n for n in COMPONENTS if getattr(self, n) is not None]
+        return f"ChairPipeline(resolution={self.resolution}, z_dim={self.z_dim}, components={parts})"
