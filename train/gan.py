@@ -61,7 +61,7 @@ class TrainConfig:
     beta2: float = 0.999
     d_acc_max: float = 0.8  # update D only while its batch accuracy is <= this (the paper)
     steps: int = 6000  # optimiser steps (one D + one G step each)
-    lr_decay_start: float = 0.6  # fraction of steps after which both lrs decay linearly ...
+    lr_decay_start: float = 1.0  # fraction of steps after which both lrs decay linearly ...
     lr_decay_final: float = 0.1  # ... to this fraction of their start value
     ema_decay: float = 0.999  # EMA of G weights (shipped); 0 disables
     ema_start: int = 500  # steps before the EMA starts tracking
@@ -75,6 +75,7 @@ class TrainConfig:
     eval_every: int = 500  # steps between eval.csv rows
     ckpt_every_min: float = 5.0  # minutes between state.pt writes
     sample_every_min: float = 5.0  # minutes between sample sheets
+    sheet_samples: int = 32  # chairs per sample sheet
     threads: int = 0  # torch threads; 0 keeps torch's default (all cores)
 
     def model_config(self) -> ModelConfig:
@@ -332,9 +333,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 "ema": ema.state_dict() if ema is not None else None,
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                 "rng": rngs or [rng.get_state()],
+                "perm": perm, "pos": pos,
             }, state_path)
 
-    perm, pos = torch.randperm(len(data), generator=rng), 0
+    if state is not None and world == 1 and len(state.get("perm", [])) == len(data):
+        perm, pos = state["perm"], state["pos"]  # the exact batch order continues
+    else:
+        perm, pos = torch.randperm(len(data), generator=rng), 0
     sums = {"d_loss": 0.0, "g_loss": 0.0, "d_acc": 0.0, "d_updates": 0.0, "n": 0}
     t_last = time.perf_counter()
     last_ckpt = last_sheet = time.perf_counter()
@@ -401,7 +406,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                             "model": "ema" if model is ema else "raw", **{k: round(v, 4) for k, v in figures.items()}})
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
         if main_proc and (now - last_sheet >= cfg.sample_every_min * 60 or step == cfg.steps):
-            save_sheet(sample_model(), fixed_z[:32], out / "samples" / f"step_{step:06d}.png")
+            save_sheet(sample_model(), fixed_z[:cfg.sheet_samples], out / "samples" / f"step_{step:06d}.png")
             last_sheet = time.perf_counter()
         # Every rank must join the all_gather in write_state: decide on rank 0's clock.
         due = torch.tensor(float(now - last_ckpt >= cfg.ckpt_every_min * 60 or step == cfg.steps))
