@@ -77,6 +77,7 @@ class TrainConfig:
     sample_every_min: float = 5.0  # minutes between sample sheets
     sheet_samples: int = 32  # chairs per sample sheet
     threads: int = 0  # torch threads; 0 keeps torch's default (all cores)
+    device: str = "auto"  # "auto" (CUDA when present, e.g. for the paper's 64^3 model), "cpu", "cuda"
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(resolution=self.resolution, z_dim=self.z_dim, g_widths=self.g_widths,
@@ -132,12 +133,21 @@ class DiscriminatorPair(nn.Module):
         return self.disc(real), self.disc(fake)
 
 
-def setup_distributed() -> tuple[int, int]:
-    """(rank, world size); starts a gloo (CPU) or nccl (GPU) group under torchrun."""
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun starts a gloo (CPU) or nccl (GPU) group."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
 
 
 def all_mean(value: torch.Tensor, world: int) -> torch.Tensor:
@@ -173,6 +183,7 @@ def recalibrate_batchnorm(gen: Generator, z_dim: int, batches: int = 16, batch_s
     the raw generator do not quite fit them; a cumulative average over a few batches does.
     """
     g = torch.Generator().manual_seed(seed)
+    device = next(gen.parameters()).device
     bns = [m for m in gen.modules() if isinstance(m, nn.BatchNorm3d)]
     saved = [m.momentum for m in bns]
     for m in bns:
@@ -180,7 +191,7 @@ def recalibrate_batchnorm(gen: Generator, z_dim: int, batches: int = 16, batch_s
         m.momentum = None  # cumulative moving average
     gen.train()
     for _ in range(batches):
-        gen(torch.randn(batch_size, z_dim, generator=g))
+        gen(torch.randn(batch_size, z_dim, generator=g).to(device))
     for m, mom in zip(bns, saved):
         m.momentum = mom
     gen.eval()
@@ -205,7 +216,8 @@ def split_by_id(names: list[str], n_val: int, seed: int) -> tuple[np.ndarray, np
 def monitor(gen: Generator, z: torch.Tensor, val: np.ndarray) -> dict:
     """Cheap quality figures: coverage-IoU of held-out chairs, validity, occupancy."""
     gen.eval()
-    samples = torch.cat([gen(c) for c in z.split(50)])[:, 0].numpy() >= 0.5  # (n, R, R, R)
+    device = next(gen.parameters()).device
+    samples = torch.cat([gen(c.to(device)).cpu() for c in z.split(50)])[:, 0].numpy() >= 0.5  # (n, R, R, R)
     flat = samples.reshape(len(samples), -1).astype(np.float32)
     ref = val.reshape(len(val), -1).astype(np.float32)
     inter = ref @ flat.T  # (n_val, n)
@@ -223,7 +235,7 @@ def monitor(gen: Generator, z: torch.Tensor, val: np.ndarray) -> dict:
 def save_sheet(gen: Generator, z: torch.Tensor, path: Path) -> None:
     gen.eval()
     with torch.no_grad():
-        vox = gen(z)[:, 0].numpy()
+        vox = gen(z.to(next(gen.parameters()).device))[:, 0].cpu().numpy()
     images = []
     for v in vox:
         try:
@@ -251,9 +263,40 @@ class CsvLog:
 
 
 # ----------------------------------------------------------------------------- training
+def gan_step(gen: nn.Module, pair: nn.Module, opt_g, opt_d, real: torch.Tensor, z: torch.Tensor,
+             loss: str = "bce", d_acc_max: float = 0.8, world: int = 1, freeze_d: bool = True):
+    """One D step on a real and a fake batch, then one G step; -> (d_loss, g_loss, acc, updated D).
+
+    `gen` and `pair` may be DDP-wrapped. D is skipped while its accuracy (averaged over
+    processes, so that all ranks agree) is above `d_acc_max`. `freeze_d=False` is the naive
+    variant kept for the throughput benchmark: D's weight gradients are computed in the G step.
+    """
+    d_loss_fn, g_loss_fn = LOSSES[loss]
+    disc = pair.module.disc if isinstance(pair, nn.parallel.DistributedDataParallel) else pair.disc
+    # ---- D step: real vs detached fake
+    fake = gen(z)  # (B, 1, R, R, R) probabilities
+    real_logit, fake_logit = pair(real, fake.detach())
+    d_loss = d_loss_fn(real_logit, fake_logit)
+    acc = all_mean(d_accuracy(real_logit, fake_logit).detach(), world)
+    update_d = bool(acc <= d_acc_max)
+    opt_d.zero_grad(set_to_none=True)
+    if update_d:
+        d_loss.backward()
+        opt_d.step()
+    # ---- G step through D; freezing D skips its weight gradients (1.2-1.7x faster here)
+    disc.requires_grad_(not freeze_d)
+    g_loss = g_loss_fn(disc(fake))
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    disc.requires_grad_(True)
+    opt_d.zero_grad(set_to_none=True)  # drop the G step's D gradients (naive variant)
+    return d_loss.detach(), g_loss.detach(), acc, update_d
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     cfg.validate()
-    rank, world = setup_distributed()
+    rank, world, device = setup_distributed(cfg.device)
     main_proc = rank == 0
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -289,8 +332,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
     gen, disc = Generator(mcfg), Discriminator(mcfg)
-    ema = copy.deepcopy(gen).requires_grad_(False) if cfg.ema_decay > 0 else None
-    to_channels_last(gen), to_channels_last(disc)
+    ema = copy.deepcopy(gen).requires_grad_(False).to(device) if cfg.ema_decay > 0 else None
+    to_channels_last(gen.to(device)), to_channels_last(disc.to(device))
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
     step, elapsed = 0, 0.0
@@ -311,9 +354,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     gen_ddp: nn.Module = gen
     pair: nn.Module = DiscriminatorPair(disc)
     if world > 1:
-        gen_ddp = nn.parallel.DistributedDataParallel(gen)
-        pair = nn.parallel.DistributedDataParallel(pair)
-    d_loss_fn, g_loss_fn = LOSSES[cfg.loss]
+        ids = [device.index] if device.type == "cuda" else None
+        gen_ddp = nn.parallel.DistributedDataParallel(gen, device_ids=ids)
+        pair = nn.parallel.DistributedDataParallel(pair, device_ids=ids)
 
     fixed_z = torch.randn(100, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 99))
     metrics_log = CsvLog(out / "metrics.csv", ["step", "minutes", "d_loss", "g_loss", "d_acc", "d_updates", "lr_scale"]) if main_proc else None
@@ -323,9 +366,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         return ema if ema is not None and step > cfg.ema_start else gen
 
     def write_state() -> None:
-        rngs = [torch.empty_like(rng.get_state()) for _ in range(world)] if world > 1 else None
-        if world > 1:
-            dist.all_gather(rngs, rng.get_state())
+        rngs = None
+        if world > 1:  # nccl gathers device tensors only; gloo is happy either way
+            mine = rng.get_state().to(device)
+            rngs = [torch.empty_like(mine) for _ in range(world)]
+            dist.all_gather(rngs, mine)
+            rngs = [r.cpu() for r in rngs]
         if main_proc:
             atomic_torch_save({
                 "config": asdict(cfg), "step": step, "elapsed": elapsed,
@@ -353,32 +399,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if cfg.mirror:
             flip = torch.rand(len(real), generator=rng) < 0.5
             real[flip] = real[flip].flip(2)  # (B, R, R, R): dim 2 is voxel axis 1
-        real = real[:, None].contiguous(memory_format=torch.channels_last_3d)  # (B, 1, R, R, R)
-        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng)
+        real = real[:, None].to(device).contiguous(memory_format=torch.channels_last_3d)  # (B, 1, R, R, R)
+        z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(device)  # CPU stream: same on any device
         scale = lr_factor(cfg, step)
         for opt, lr in ((opt_g, cfg.g_lr), (opt_d, cfg.d_lr)):
             for group in opt.param_groups:
                 group["lr"] = lr * scale
 
-        # ---- D step: real vs detached fake; skipped while D is already too good
         gen_ddp.train(), pair.train()
-        fake = gen_ddp(z)  # (B, 1, R, R, R) probabilities
-        real_logit, fake_logit = pair(real, fake.detach())
-        d_loss = d_loss_fn(real_logit, fake_logit)
-        acc = all_mean(d_accuracy(real_logit, fake_logit).detach(), world)
-        update_d = bool(acc <= cfg.d_acc_max)
-        opt_d.zero_grad(set_to_none=True)
-        if update_d:
-            d_loss.backward()
-            opt_d.step()
-
-        # ---- G step through a frozen D (no D gradients: 1.2-1.7x faster here)
-        disc.requires_grad_(False)
-        g_loss = g_loss_fn(disc(fake))
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        disc.requires_grad_(True)
+        d_loss, g_loss, acc, update_d = gan_step(gen_ddp, pair, opt_g, opt_d, real, z, cfg.loss, cfg.d_acc_max, world)
         step += 1
         if ema is not None:
             ema_update(ema, gen, 0.0 if step <= cfg.ema_start else cfg.ema_decay)
@@ -409,7 +438,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             save_sheet(sample_model(), fixed_z[:cfg.sheet_samples], out / "samples" / f"step_{step:06d}.png")
             last_sheet = time.perf_counter()
         # Every rank must join the all_gather in write_state: decide on rank 0's clock.
-        due = torch.tensor(float(now - last_ckpt >= cfg.ckpt_every_min * 60 or step == cfg.steps))
+        due = torch.tensor(float(now - last_ckpt >= cfg.ckpt_every_min * 60 or step == cfg.steps), device=device)
         if world > 1:
             dist.broadcast(due, 0)
         if due.item():
@@ -423,9 +452,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if shipped is ema:
             recalibrate_batchnorm(ema, cfg.z_dim)
         g_out = Generator(mcfg)
-        g_out.load_state_dict(shipped.state_dict())
+        g_out.load_state_dict({k: v.cpu() for k, v in shipped.state_dict().items()})
         d_out = Discriminator(mcfg)
-        d_out.load_state_dict(disc.state_dict())
+        d_out.load_state_dict({k: v.cpu() for k, v in disc.state_dict().items()})
         ChairPipeline(g_out, d_out).save_pretrained(final)
         (final / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         log.info("finished %d steps in %.1f min; pipeline written to %s", step, elapsed / 60, final)
