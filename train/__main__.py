@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "gan": ("train.gan", "train the 3D-GAN generator and discriminator"),
     "eval-gen": ("train.eval_gen", "evaluate a generator: COV / MMD / 1-NNA, validity, novelty"),
+    "sheet": ("train.sheet", "render a contact sheet of generated chairs"),
 }
 
 

@@ -5,7 +5,7 @@ checkpoint always carries the exact architecture it was trained with.
 """
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
 

@@ -84,3 +84,18 @@ def contact_sheet(images: list[np.ndarray], cols: int = 8, labels: list[str] | N
         if labels:
             draw.text((x + 3, y + 2), labels[i], fill=(60, 60, 60))
     return sheet
+
+
+def render_grids(vox: np.ndarray, size: int = 128, level: float = 0.5, clean: bool = True,
+                 **view) -> list[np.ndarray]:
+    """Grids (n, R, R, R) -> n tiles (size, size, 3); an empty grid becomes a blank tile."""
+    from .errors import EmptyShapeError
+    from .meshing import voxels_to_mesh
+
+    tiles = []
+    for grid in vox:
+        try:
+            tiles.append(render_mesh(voxels_to_mesh(grid, level=level, clean=clean), size=size, **view))
+        except EmptyShapeError:
+            tiles.append(np.full((size, size, 3), 255, np.uint8))
+    return tiles
