@@ -23,3 +23,7 @@ class ConfigError(ValueError):
 
 class ImageError(ValueError):
     """An input image cannot be used (not an image, truncated, too large, empty, ...)."""
+
+
+class LatentError(ValueError):
+    """A latent vector or latent JSON is unusable: wrong length, NaN, not JSON, ..."""

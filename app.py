@@ -1,0 +1,536 @@
+"""Chair Studio: the browser demo (and Hugging Face Space) of the 3D-VAE-GAN chair generator.
+
+    python app.py                                   # http://127.0.0.1:7860
+    python app.py --checkpoint user/chair32         # a Hub model repo, or a local folder
+    python app.py --host 0.0.0.0 --port 7860        # on a Space / in a container
+    CHAIR_CHECKPOINT=checkpoints/chair64 python app.py --share
+
+Handlers are thin: each validates its inputs, calls `vaegan` and returns component values.
+Latent math lives in `vaegan.latents`; there is no torch code here. Every event has an
+`api_name`, so gradio_client can drive the whole app (see docs/README_app_section.md).
+`import app` builds nothing; `build_demo(pipe)` returns the Blocks.
+"""
+
+import argparse
+import functools
+import os
+import random
+import shutil
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from gradio.components.plot import PlotData
+from PIL import Image, ImageDraw
+from trimesh.visual import TextureVisuals
+from trimesh.visual.material import PBRMaterial
+
+from vaegan import ChairPipeline, figures, latents, meshing, render
+from vaegan.cli import (CHECKPOINT_ENV, DEFAULT_CHECKPOINT, FORMATS, load_pipeline, prepare_for_serving,
+                        write_chair)
+from vaegan.errors import EmptyShapeError
+
+VIEWS = ("Mesh", "Voxels")
+SOURCES = ("Seed", "Gallery pick", "Photo", "Current chair")
+N_DIRECTIONS = 5  # Explore sliders; Studio.explore takes dir1..dir5
+SLIDER_RANGE = 3.0  # directions are unit vectors; prior samples have std 1 along each
+MAX_SAMPLES = 16
+MAX_SEED = 2**31 - 1
+THUMB_SIDE = 160
+THUMB_POINTS = 12_000  # splats per thumbnail: enough at 160 px, ~5x cheaper than the default
+DEFAULT_LEVEL, DEFAULT_SMOOTH, DEFAULT_TRUNCATION = 0.5, 0.0, 0.8
+# The plot's warm wood (figures.DEFAULT_COLOR), in glTF's linear color space, for the viewer.
+WOOD = PBRMaterial(name="wood", baseColorFactor=[140, 60, 26, 255], metallicFactor=0.0, roughnessFactor=0.9)
+CAMERA = (60, 70, 1.8)  # Model3D (alpha, beta, radius): a front three-quarter view from above
+SESSION_DIR = "chair-studio"  # under Gradio's cache folder, so delete_cache removes old files
+
+CSS = """
+#notice {border-left: 4px solid #e0a030; padding: 4px 12px; background: rgba(224,160,48,0.08);}
+#chair-info {min-height: 1.6em;}
+.thumbs .thumbnail-item {background: white;}
+"""
+
+
+class ChairSelectionError(ValueError):
+    """An operand or action refers to a chair that does not exist in this session."""
+
+
+def friendly(fn):
+    """Turn every vaegan/validation error (ValueError, CheckpointError) into a gr.Error with its
+    message, so the user sees a sentence instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, FileNotFoundError) as err:
+            raise gr.Error(str(err), title="Cannot do that") from err
+        except Image.DecompressionBombError as err:  # PIL refuses > ~179 MP before vaegan's check
+            raise gr.Error(f"the image is far too large: {err}", title="Cannot do that") from err
+
+    return wrapper
+
+
+def _number(value, name: str, lo: float, hi: float, integer: bool = False):
+    """A user-supplied number (possibly None or a string from the API) within [lo, hi]."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(number) or not lo <= number <= hi:
+        raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
+    if integer:
+        if number != int(number):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        return int(number)
+    return number
+
+
+def _view(view) -> str:
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    return view
+
+
+def _image_input(payload):
+    """What gr.Image sends with preprocess=False (a FileData dict, a data: URL) -> path/bytes."""
+    if payload is None or payload == "":
+        raise ValueError("no photo: upload one, take one with the webcam, or paste from the clipboard")
+    if isinstance(payload, dict):
+        url = payload.get("url") or ""
+        if payload.get("path"):
+            return payload["path"]
+        if url.startswith("data:"):
+            import base64
+
+            return base64.b64decode(url.split(",", 1)[1])
+        raise ValueError("the photo upload arrived without a file")
+    return payload  # a path (the unit tests, a local call)
+
+
+class Studio:
+    """The app's state-free logic: one instance per process, handlers per session."""
+
+    def __init__(self, pipe: ChairPipeline, notice: str = "", workdir: str | os.PathLike | None = None,
+                 checkpoint: str = ""):
+        self.pipe = pipe
+        self.notice = notice
+        self.checkpoint = checkpoint
+        self.directions = latents.slider_directions(pipe, N_DIRECTIONS)
+        self.workdir = Path(workdir) if workdir else Path(gr.utils.get_upload_folder()) / SESSION_DIR
+
+    # ------------------------------------------------------------------ helpers
+    def session_dir(self, request: gr.Request | None) -> Path:
+        session = getattr(request, "session_hash", None) or "local"
+        folder = self.workdir / "".join(c for c in str(session) if c.isalnum() or c in "-_")[:64]
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def cleanup(self, request: gr.Request):
+        """demo.unload: remove the closing session's files (delete_cache is the backstop)."""
+        if getattr(request, "session_hash", None):
+            shutil.rmtree(self.session_dir(request), ignore_errors=True)
+
+    def _file(self, request, suffix: str) -> Path:
+        return self.session_dir(request) / f"{uuid.uuid4().hex[:12]}{suffix}"
+
+    def _latent(self, value, name: str = "latent") -> np.ndarray:
+        return latents.as_latent(value, self.pipe.z_dim, name=name)
+
+    def _prior(self, seed, truncation, n: int = 1) -> np.ndarray:
+        seed = _number(seed, "seed", 0, MAX_SEED, integer=True)
+        truncation = _number(truncation, "truncation", 0.0, 3.0)
+        return np.asarray(self.pipe.sample_latents(n, seed=seed, truncation=truncation), dtype=np.float32)
+
+    def _encode(self, payload) -> tuple[np.ndarray, Image.Image]:
+        _, seen = self.pipe.preprocess(_image_input(payload))  # ImageError for bad files
+        return latents.as_latent(self.pipe.encode(seen)[0]), seen
+
+    def _thumbnail(self, vox, level: float, smooth: float, request) -> str:
+        try:
+            mesh = self.pipe.mesh(vox, level=level, smooth=smooth)
+            pixels = render.render_mesh(mesh, size=THUMB_SIDE, points=THUMB_POINTS)
+            image = Image.fromarray(pixels)
+        except EmptyShapeError:
+            image = Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), "white")
+            ImageDraw.Draw(image).text((8, THUMB_SIDE // 2 - 6), "empty at this level", fill=(120, 120, 120))
+        path = self._file(request, ".png")
+        image.save(path, compress_level=1)
+        return str(path)
+
+    def _thumbnails(self, zs: np.ndarray, captions: list[str], level, smooth, request):
+        level, smooth = self._mesh_settings(level, smooth)
+        vox = self.pipe.generate(zs)
+        return [(self._thumbnail(v, level, smooth, request), c) for v, c in zip(vox, captions)], vox
+
+    @staticmethod
+    def _mesh_settings(level, smooth) -> tuple[float, float]:
+        level = meshing.check_level(_number(level, "iso-level", 0.0, 1.0))
+        return level, _number(smooth, "smoothing", 0.0, 1.0)
+
+    def _present(self, chair: dict, level, smooth, view, request, vox=None):
+        """The current chair -> (chair state, GLB path, plotly figure, info markdown).
+
+        One generator pass and one marching-cubes pass; an empty shape at this iso-level is a
+        warning with an empty plot, not an error (the latent is fine, the level is too high).
+        The realism score is a separate, chained event (`realism`) so it never delays the 3D."""
+        level, smooth = self._mesh_settings(level, smooth)
+        view = _view(view)
+        z = self._latent(chair["z"])
+        vox = self.pipe.generate(z)[0] if vox is None else vox
+        label = chair.get("label", "chair")
+        try:
+            mesh = self.pipe.mesh(vox, level=level, smooth=smooth)
+        except EmptyShapeError as err:
+            gr.Warning(str(err))
+            return chair, None, figures.empty_figure(str(err)), f"**{label}** · empty at iso-level {level:g}"
+        mesh.visual = TextureVisuals(material=WOOD)
+        glb = self._file(request, ".glb")
+        # export_mesh rotates to the viewer's Y-up frame; bytes + a plain write skip the fsync
+        # of the path form, which costs milliseconds per slider move for a throwaway preview.
+        glb.write_bytes(meshing.export_mesh(mesh, "glb"))
+        if view == "Mesh":  # mesh_figure's JSON without re-validating the layout each time
+            fig = PlotData(type="plotly", plot=figures.mesh_figure_json(mesh))
+        else:
+            fig = figures.voxel_figure(vox, level)
+        return chair, str(glb), fig, f"**{label}** · {len(mesh.faces):,} triangles"
+
+    def _zeros(self):
+        return [0.0] * len(self.directions)
+
+    @staticmethod
+    def _require(chair) -> dict:
+        if not chair or "z" not in chair:
+            raise ChairSelectionError("there is no chair yet: sample one, upload a photo or load a latent first")
+        return chair
+
+    def _operand(self, name, source, seed, index, photo, batch, chair, truncation) -> tuple[np.ndarray, str]:
+        if source == "Seed":
+            seed_value = _number(seed, f"{name} seed", 0, MAX_SEED, integer=True)
+            return self._prior(seed_value, truncation)[0], f"{name}: seed {seed_value}"
+        if source == "Gallery pick":
+            zs = (batch or {}).get("z") or []
+            if not zs:
+                raise ChairSelectionError(f"{name}: sample a gallery on the Sample tab first")
+            i = _number(index, f"{name} gallery #", 1, len(zs), integer=True)
+            return self._latent(zs[i - 1]), f"{name}: gallery #{i}"
+        if source == "Photo":
+            try:
+                return self._encode(photo)[0], f"{name}: photo"
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from err
+        if source == "Current chair":
+            return self._latent(self._require(chair)["z"]), f"{name}: current chair"
+        raise ValueError(f"{name}: source must be one of {', '.join(SOURCES)}, got {source!r}")
+
+    # ------------------------------------------------------------------ handlers
+    @friendly
+    def realism(self, chair):
+        """The discriminator's P(real) for the current chair (a chained follow-up event)."""
+        if self.pipe.discriminator is None:
+            return "realism: this checkpoint has no discriminator"
+        if not chair or "z" not in chair:
+            return ""
+        vox = self.pipe.generate(self._latent(chair["z"]))
+        return f"realism (discriminator P(real)): **{float(self.pipe.realism(vox)[0]):.2f}**"
+
+    @staticmethod
+    def random_seed() -> int:
+        return random.randint(0, 99_999)
+
+    @friendly
+    def sample(self, request: gr.Request, seed, truncation, n, level, smooth, view):
+        n = _number(n, "number of chairs", 1, MAX_SAMPLES, integer=True)
+        zs = self._prior(seed, truncation, n)
+        captions = [f"seed {int(seed)} · #{i + 1}" for i in range(n)]
+        thumbs, vox = self._thumbnails(zs, captions, level, smooth, request)
+        batch = {"z": zs.tolist(), "labels": captions}
+        chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": captions[0]}
+        return (thumbs, batch, 1, *self._present(chair, level, smooth, view, request, vox[0]), *self._zeros())
+
+    @staticmethod
+    def selected_index(evt: gr.SelectData) -> int:
+        return int(evt.index) + 1
+
+    @friendly
+    def pick(self, request: gr.Request, index, batch, level, smooth, view):
+        zs = (batch or {}).get("z") or []
+        if not zs:
+            raise ChairSelectionError("nothing to pick from: sample a gallery first")
+        i = _number(index, "chair #", 1, len(zs), integer=True)
+        z = self._latent(zs[i - 1]).tolist()
+        label = (batch.get("labels") or [f"#{i}"] * len(zs))[i - 1]
+        chair = {"z": z, "base": z, "label": label}
+        return (*self._present(chair, level, smooth, view, request), *self._zeros())
+
+    @friendly
+    def explore(self, request: gr.Request, chair, level, smooth, view,
+                dir1=0.0, dir2=0.0, dir3=0.0, dir4=0.0, dir5=0.0):
+        """Slider values dir1..dir5 (one per direction, in prior standard deviations)."""
+        chair = self._require(chair)
+        values = (dir1, dir2, dir3, dir4, dir5)[: len(self.directions)]
+        alphas = [_number(a, d.name, -SLIDER_RANGE, SLIDER_RANGE) for a, d in zip(values, self.directions)]
+        z = latents.apply_directions(chair.get("base", chair["z"]), self.directions, alphas)
+        moved = ", ".join(f"{d.name} {a:+.1f}" for d, a in zip(self.directions, alphas) if a)
+        label = chair["label"].split(" · edit")[0] + (f" · edit {moved}" if moved else "")
+        return self._present({**chair, "z": z.tolist(), "label": label}, level, smooth, view, request)
+
+    @friendly
+    def reset(self, request: gr.Request, chair, level, smooth, view):
+        chair = self._require(chair)
+        base = chair.get("base", chair["z"])
+        restored = {**chair, "z": base, "label": chair["label"].split(" · edit")[0]}
+        return (*self._zeros(), *self._present(restored, level, smooth, view, request))
+
+    @friendly
+    def rerender(self, request: gr.Request, chair, level, smooth, view):
+        return self._present(self._require(chair), level, smooth, view, request)[1:]
+
+    @friendly
+    def photo(self, request: gr.Request, image, level, smooth, view):
+        z, seen = self._encode(image)
+        chair = {"z": z.tolist(), "base": z.tolist(), "label": "from photo"}
+        return (seen, *self._present(chair, level, smooth, view, request), *self._zeros())
+
+    @friendly
+    def arithmetic(self, request: gr.Request, batch, chair, truncation, level, smooth, view,
+                   a_source, a_seed, a_index, a_photo, b_source, b_seed, b_index, b_photo,
+                   c_source, c_seed, c_index, c_photo):
+        specs = (("A", a_source, a_seed, a_index, a_photo), ("B", b_source, b_seed, b_index, b_photo),
+                 ("C", c_source, c_seed, c_index, c_photo))
+        operands = [self._operand(*spec, batch, chair, truncation) for spec in specs]
+        result = latents.arithmetic(*(z for z, _ in operands))
+        zs = np.stack([z for z, _ in operands] + [result])
+        captions = [label for _, label in operands] + ["A − B + C"]
+        thumbs, vox = self._thumbnails(zs, captions, level, smooth, request)
+        new = {"z": result.tolist(), "base": result.tolist(), "label": "A − B + C"}
+        return (thumbs, *self._present(new, level, smooth, view, request, vox[3]), *self._zeros())
+
+    @friendly
+    def interpolate(self, request: gr.Request, batch, chair, truncation, steps, method, level, smooth,
+                    a_source, a_seed, a_index, a_photo, b_source, b_seed, b_index, b_photo):
+        steps = _number(steps, "steps", 2, 16, integer=True)
+        (za, la), (zb, lb) = (self._operand(*spec, batch, chair, truncation) for spec in
+                              (("start", a_source, a_seed, a_index, a_photo), ("end", b_source, b_seed, b_index, b_photo)))
+        zs = latents.interpolate(za, zb, steps, method)
+        captions = [f"{i + 1}/{steps}" for i in range(steps)]
+        thumbs, _ = self._thumbnails(zs, captions, level, smooth, request)
+        frames = []
+        for path, _ in thumbs:
+            with Image.open(path) as frame:
+                frames.append(frame.convert("RGB"))
+        frames += frames[-2:0:-1]  # ping-pong, so the loop has no jump
+        gif = self._file(request, ".gif")
+        frames[0].save(gif, save_all=True, append_images=frames[1:], duration=160, loop=0)
+        strip = {"z": zs.tolist(), "labels": [f"{la} → {lb}, step {c}" for c in captions]}
+        return thumbs, str(gif), strip
+
+    @friendly
+    def export(self, request: gr.Request, chair, level, smooth, formats):
+        chair = self._require(chair)
+        level, smooth = self._mesh_settings(level, smooth)
+        formats = [f for f in FORMATS if f in (formats or [])]
+        if not formats:
+            raise ValueError("choose at least one file format")
+        z = self._latent(chair["z"])
+        folder = self.session_dir(request) / f"export-{uuid.uuid4().hex[:8]}"
+        paths = write_chair(self.pipe, z, self.pipe.generate(z)[0], folder / "chair", formats, level, smooth,
+                            checkpoint=self.checkpoint or None, label=chair.get("label"))
+        return [str(p) for p in paths]
+
+    @friendly
+    def load_latent(self, request: gr.Request, file, level, smooth, view):
+        if not file:
+            raise ValueError("no file: upload a chair .json saved with the Download button")
+        path = file if isinstance(file, str) else getattr(file, "name", None) or file.get("path")
+        z, meta = latents.load_latent(path, self.pipe.z_dim)
+        level = meta.get("level", level) if isinstance(meta.get("level"), (int, float)) else level
+        smooth = meta.get("smooth", smooth) if isinstance(meta.get("smooth"), (int, float)) else smooth
+        level, smooth = self._mesh_settings(level, smooth)
+        label = str(meta.get("label") or Path(path).stem)[:80]
+        chair = {"z": z.tolist(), "base": z.tolist(), "label": f"loaded: {label}"}
+        return (*self._present(chair, level, smooth, view, request), level, smooth, *self._zeros())
+
+    @staticmethod
+    def operand_visibility(source):
+        return (gr.update(visible=source == "Seed"), gr.update(visible=source == "Gallery pick"),
+                gr.update(visible=source == "Photo"))
+
+
+def _operand_inputs(name: str, default_source: str, default_seed: int):
+    """One operand: source radio + seed / gallery # / photo (only the chosen one is shown)."""
+    with gr.Group():
+        source = gr.Radio(list(SOURCES), value=default_source, label=name)
+        seed = gr.Number(default_seed, precision=0, minimum=0, maximum=MAX_SEED, label=f"{name} seed",
+                         visible=default_source == "Seed")
+        index = gr.Number(1, precision=0, minimum=1, maximum=MAX_SAMPLES, label=f"{name} gallery #",
+                          visible=default_source == "Gallery pick")
+        photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label=f"{name} photo",
+                         visible=default_source == "Photo", height=160)
+    source.change(Studio.operand_visibility, source, [seed, index, photo], queue=False,
+                  show_progress="hidden", api_visibility="private")
+    return [source, seed, index, photo]
+
+
+def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", concurrency: int = 2) -> gr.Blocks:
+    """The whole UI for ``pipe``. ``notice`` (markdown) is shown in a banner when non-empty."""
+    examples = sorted(str(p) for p in (Path(__file__).parent / "examples").glob("*.png"))
+    with gr.Blocks(title="Chair Studio", delete_cache=(3600, 3600), analytics_enabled=False) as demo:
+        studio = Studio(pipe, notice, Path(demo.GRADIO_CACHE) / SESSION_DIR, checkpoint)
+        chair = gr.State(None)  # {"z": [...], "base": [...], "label": str}: the current chair
+        batch = gr.State(None)  # the sample gallery's latents
+        strip_batch = gr.State(None)  # the interpolation strip's latents
+        model_events = dict(concurrency_id="model", concurrency_limit=concurrency)
+
+        gr.Markdown("# Chair Studio\nA 3D-VAE-GAN (Wu et al. 2016) that dreams up chairs. "
+                    "Sample, steer the latent space, turn a photo into a chair, do latent arithmetic, "
+                    "morph between chairs, and download what you made.")
+        if notice:
+            gr.Markdown(notice, elem_id="notice")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                with gr.Tabs():
+                    with gr.Tab("Sample", id="sample"):
+                        with gr.Row():
+                            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=3)
+                            dice = gr.Button("Random seed", scale=1, min_width=80)
+                        truncation = gr.Slider(0.1, 2.0, DEFAULT_TRUNCATION, step=0.05, label="Truncation (latent scale)",
+                                               info="lower = safer, more typical chairs; higher = more variety")
+                        n = gr.Slider(1, MAX_SAMPLES, 8, step=1, label="Chairs")
+                        sample_btn = gr.Button("Sample", variant="primary", elem_id="sample-btn")
+                        gallery = gr.Gallery(label="Pick a chair", columns=4, height=360, allow_preview=False,
+                                             object_fit="contain", elem_id="gallery", elem_classes="thumbs")
+                        picked = gr.Number(1, precision=0, minimum=1, maximum=MAX_SAMPLES, label="Picked chair #")
+                    with gr.Tab("Explore", id="explore"):
+                        gr.Markdown("Move the current chair along latent directions; it updates when you let go. "
+                                    + ("These are the principal directions of the generator's first layer "
+                                       "(PC 1 changes the most), not named attributes yet."
+                                       if studio.directions[0].name.startswith("PC ") else ""))
+                        sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, 0.0, step=0.1, label=d.name,
+                                             elem_id=f"dir-{i}") for i, d in enumerate(studio.directions)]
+                        reset_btn = gr.Button("Reset")
+                    with gr.Tab("Photo → chair", id="photo"):
+                        if pipe.encoder is None:
+                            gr.Markdown("This checkpoint has no image encoder yet, so this tab cannot work.")
+                        elif notice:
+                            gr.Markdown("The encoder is untrained, so the chair will not resemble the photo yet.")
+                        with gr.Row():
+                            photo_in = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
+                                                label="Photo", height=240, elem_id="photo-in")
+                            photo_seen = gr.Image(label="What the encoder sees", interactive=False, height=240)
+                        photo_btn = gr.Button("Make chair", variant="primary")
+                        if examples:
+                            gr.Examples(examples, inputs=photo_in, label="Example photos (rendered by this project)")
+                    with gr.Tab("A − B + C", id="arithmetic"):
+                        gr.Markdown("Latent arithmetic: the chair at A − B + C. Each operand is a seed, a pick from "
+                                    "the Sample gallery, a photo or the current chair.")
+                        with gr.Row():
+                            ops = [_operand_inputs(name, "Seed", s) for name, s in (("A", 1), ("B", 2), ("C", 3))]
+                        arith_btn = gr.Button("Compute A − B + C", variant="primary")
+                        arith_gallery = gr.Gallery(label="A, B, C and the result", columns=4, height=200,
+                                                   allow_preview=False, object_fit="contain", elem_classes="thumbs")
+                    with gr.Tab("Interpolate", id="interpolate"):
+                        with gr.Row():
+                            ends = [_operand_inputs(name, "Seed", s) for name, s in (("Start", 4), ("End", 5))]
+                        with gr.Row():
+                            steps = gr.Slider(2, 16, 6, step=1, label="Steps")
+                            method = gr.Radio(["slerp", "lerp"], value="slerp", label="Interpolation")
+                        interp_btn = gr.Button("Interpolate", variant="primary")
+                        strip = gr.Gallery(label="Click a step to open it", columns=4,
+                                           allow_preview=False, object_fit="contain", elem_classes="thumbs")
+                        strip_picked = gr.Number(1, precision=0, visible=False)
+                        gif = gr.Image(label="Animation", type="filepath", interactive=False, height=200)
+                    with gr.Tab("Share", id="share"):
+                        gr.Markdown("Download the current chair, or load a chair `.json` someone shared.")
+                        formats = gr.CheckboxGroup(list(FORMATS), value=list(FORMATS), label="Formats")
+                        export_btn = gr.Button("Prepare downloads", variant="primary")
+                        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+                        latent_file = gr.File(label="Load a chair .json", file_types=[".json"], type="filepath")
+            with gr.Column(scale=6):
+                model3d = gr.Model3D(label="Current chair (drag to orbit)", clear_color=(0.96, 0.96, 0.95, 1.0),
+                                     camera_position=CAMERA, height=380, elem_id="model3d")
+                with gr.Row():
+                    info = gr.Markdown(elem_id="chair-info", label="Chair")
+                    score = gr.Markdown(elem_id="chair-score", label="Realism")
+                with gr.Row():
+                    view = gr.Radio(list(VIEWS), value="Mesh", label="Plot", scale=1)
+                    level = gr.Slider(0.05, 0.95, DEFAULT_LEVEL, step=0.01, label="Iso-level", scale=2)
+                    smooth = gr.Slider(0.0, 1.0, DEFAULT_SMOOTH, step=0.1, label="Smoothing", scale=2)
+                plot = gr.Plot(label="Interactive view", elem_id="plot")
+
+        shown = [chair, model3d, plot, info]
+        fast = dict(show_progress="hidden", trigger_mode="always_last", **model_events)
+
+        dice.click(studio.random_seed, None, seed, api_name="random_seed", queue=False, show_progress="hidden")
+        sample_inputs = [seed, truncation, n, level, smooth, view]
+        sample_outputs = [gallery, batch, picked, *shown, *sliders]
+        sample_btn.click(studio.sample, sample_inputs, sample_outputs, api_name="sample", **model_events)
+        demo.load(studio.sample, sample_inputs, sample_outputs, api_name="initial_chair",
+                  api_visibility="undocumented", **model_events)
+        gallery.select(studio.selected_index, None, picked, api_name="select_gallery", queue=False,
+                       show_progress="hidden", api_visibility="private").success(
+            studio.pick, [picked, batch, level, smooth, view], [*shown, *sliders], api_name="pick", **fast)
+        gr.on([s.release for s in sliders], studio.explore, [chair, level, smooth, view, *sliders],
+              shown, api_name="explore", **fast)
+        reset_btn.click(studio.reset, [chair, level, smooth, view], [*sliders, *shown], api_name="reset", **fast)
+        gr.on([level.release, smooth.release, view.input], studio.rerender, [chair, level, smooth, view],
+              [model3d, plot, info], api_name="render", **fast)
+        photo_btn.click(studio.photo, [photo_in, level, smooth, view], [photo_seen, *shown, *sliders],
+                        api_name="photo", preprocess=False, **model_events)
+        op_inputs = [x for op in ops for x in op]
+        arith_btn.click(studio.arithmetic, [batch, chair, truncation, level, smooth, view, *op_inputs],
+                        [arith_gallery, *shown, *sliders], api_name="arithmetic", preprocess=False, **model_events)
+        interp_btn.click(studio.interpolate, [batch, chair, truncation, steps, method, level, smooth,
+                                              *[x for op in ends for x in op]],
+                         [strip, gif, strip_batch], api_name="interpolate", preprocess=False, **model_events)
+        strip.select(studio.selected_index, None, strip_picked, api_name="select_step", queue=False,
+                     show_progress="hidden", api_visibility="private").success(
+            studio.pick, [strip_picked, strip_batch, level, smooth, view], [*shown, *sliders],
+            api_name="pick_step", **fast)
+        export_btn.click(studio.export, [chair, level, smooth, formats], files, api_name="export", **model_events)
+        latent_file.upload(studio.load_latent, [latent_file, level, smooth, view],
+                           [*shown, level, smooth, *sliders], api_name="load_latent", **model_events)
+        # Any new current chair (sample, pick, slider, photo, ...) gets its realism score next,
+        # as a separate event so the 3D preview never waits for the discriminator.
+        chair.change(studio.realism, chair, score, api_name="realism", show_progress="hidden",
+                     trigger_mode="always_last", **model_events)
+        demo.unload(studio.cleanup)
+    demo.studio = studio  # for tests and the benchmark
+    return demo
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Chair Studio: the chair generator in your browser")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="bind address (default 127.0.0.1; 0.0.0.0 on a Space or in a container)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint folder or Hub repo id (default: $CHAIR_CHECKPOINT, else checkpoints/chair32, "
+                             "else an untrained network with a notice)")
+    parser.add_argument("--concurrency", type=int, default=2, help="model events running at once (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--max-queue", type=int, default=64, help="queued events before 'queue full' (default 64)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    default = Path(__file__).resolve().parent / DEFAULT_CHECKPOINT  # wherever the app is started from
+    try:
+        pipe, notice = load_pipeline(args.checkpoint, default=default)
+    except (ValueError, FileNotFoundError) as err:  # CheckpointError, ConfigError: say why, no traceback
+        raise SystemExit(f"error: {err}") from None
+    prepare_for_serving(pipe, args.threads)
+    name = "random-init" if notice else str(args.checkpoint or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
+    demo = build_demo(pipe, notice, checkpoint=name, concurrency=args.concurrency)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS,
+                max_file_size="20mb", footer_links=["api", "gradio"])
+
+
+if __name__ == "__main__":
+    main()

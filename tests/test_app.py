@@ -1,0 +1,396 @@
+"""Chair Studio (app.py): handler unit tests, then every API endpoint through gradio_client
+against a launched app. A tiny random 16^3 pipeline keeps it fast; the shapes are noise."""
+
+import base64
+import io
+import json
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+import app
+from conftest import tiny_config
+from vaegan import ChairPipeline, latents, meshing, voxels
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
+PUBLIC_ENDPOINTS = {"/random_seed", "/sample", "/pick", "/explore", "/reset", "/render", "/photo",
+                    "/arithmetic", "/interpolate", "/pick_step", "/export", "/load_latent", "/realism"}
+LEVEL, SMOOTH = 0.5, 0.0
+
+
+@pytest.fixture
+def studio(tiny_pipe, tmp_path):
+    return app.Studio(tiny_pipe, workdir=tmp_path / "sessions")
+
+
+@pytest.fixture
+def sampled(studio):
+    """A studio with a sampled gallery: (studio, outputs of sample)."""
+    return studio, studio.sample(None, 3, 0.8, 4, LEVEL, SMOOTH, "Mesh")
+
+
+def photo_file(tmp_path, name="chair.png", size=(48, 40)) -> str:
+    path = tmp_path / name
+    Image.new("RGB", size, (200, 120, 80)).save(path)
+    return str(path)
+
+
+def ops(a=("Seed", 1, 1, None), b=("Seed", 2, 1, None), c=("Seed", 3, 1, None)):
+    return [*a, *b, *c]
+
+
+# ------------------------------------------------------------------ import and layout
+def test_import_builds_nothing():
+    assert callable(app.build_demo) and callable(app.main)
+    assert not any(isinstance(v, (gr.Blocks, ChairPipeline)) for v in vars(app).values())
+
+
+def test_build_demo_names_every_event(tiny_pipe):
+    demo = app.build_demo(tiny_pipe, notice="random weights")
+    public = {f"/{fn.api_name}" for fn in demo.fns.values() if fn.api_visibility == "public"}
+    assert public == PUBLIC_ENDPOINTS
+    named = [fn for fn in demo.fns.values() if fn.fn is not None and fn.api_visibility != "private"]
+    assert all(fn.api_name for fn in named)
+    assert demo.delete_cache == (3600, 3600)
+
+
+def test_parse_args_defaults_to_localhost(monkeypatch):
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    args = app.parse_args([])
+    assert (args.host, args.port, args.share, args.checkpoint) == ("127.0.0.1", 7860, False, None)
+    args = app.parse_args(["--host", "0.0.0.0", "--share", "--checkpoint", "user/chair32", "--concurrency", "3"])
+    assert (args.host, args.share, args.checkpoint, args.concurrency) == ("0.0.0.0", True, "user/chair32", 3)
+
+
+def test_main_refuses_a_missing_named_checkpoint(tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        app.main(["--checkpoint", str(tmp_path / "nope")])
+
+
+def test_fast_plot_json_is_mesh_figure_json(tiny_pipe):
+    """The app sends figures.mesh_figure_json; it must be exactly mesh_figure's JSON."""
+    from vaegan import figures
+
+    for level in (0.45, 0.49, 0.5):
+        mesh = tiny_pipe.mesh(tiny_pipe.generate(tiny_pipe.sample_latents(1, seed=1))[0], level=level)
+        assert json.loads(figures.mesh_figure_json(mesh)) == json.loads(figures.mesh_figure(mesh).to_json())
+    assert json.loads(figures.mesh_figure_json(mesh, "#123456", "t")) == \
+        json.loads(figures.mesh_figure(mesh, "#123456", "t").to_json())
+
+
+# ------------------------------------------------------------------ sample / pick / explore
+def test_sample_returns_gallery_and_current_chair(sampled, tiny_pipe):
+    studio, out = sampled
+    thumbs, batch, picked, chair, glb, plot, info, *sliders = out
+    assert len(thumbs) == 4 and all(Path(p).is_file() for p, _ in thumbs)
+    assert [c for _, c in thumbs] == [f"seed 3 · #{i}" for i in range(1, 5)]
+    expected = np.asarray(tiny_pipe.sample_latents(4, seed=3, truncation=0.8))
+    np.testing.assert_allclose(batch["z"], expected, rtol=1e-6)
+    assert picked == 1 and chair["z"] == batch["z"][0] == chair["base"]
+    assert glb.endswith(".glb") and Path(glb).is_file() and "triangles" in info
+    assert sliders == [0.0] * len(studio.directions)
+
+
+def test_glb_is_the_y_up_model3d_frame(sampled, tiny_pipe):
+    _, out = sampled
+    chair, glb = out[3], out[4]
+    mesh = tiny_pipe.mesh(tiny_pipe.generate(chair["z"])[0], level=LEVEL)
+    loaded = trimesh.load(glb, force="mesh")
+    expected = meshing.to_model3d_frame(mesh)
+    np.testing.assert_allclose(loaded.bounds, expected.bounds, atol=1e-5)
+    assert len(loaded.faces) == len(mesh.faces)
+
+
+def test_pick_makes_a_gallery_chair_current(sampled):
+    studio, out = sampled
+    batch = out[1]
+    chair, glb, _, info, *sliders = studio.pick(None, 3, batch, LEVEL, SMOOTH, "Mesh")
+    assert chair["z"] == batch["z"][2] and chair["label"] == "seed 3 · #3" in info
+    for bad in (0, 5, 1.5, None, "x"):
+        with pytest.raises(gr.Error, match="chair #"):
+            studio.pick(None, bad, batch, LEVEL, SMOOTH, "Mesh")
+    with pytest.raises(gr.Error, match="sample a gallery first"):
+        studio.pick(None, 1, None, LEVEL, SMOOTH, "Mesh")
+
+
+def test_explore_moves_along_the_directions_and_reset_returns(sampled):
+    studio, out = sampled
+    chair = out[3]
+    alphas = [1.0, 0.0, -0.5, 0.0, 0.0]
+    moved, *_ = studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", *alphas)
+    expected = np.asarray(chair["base"]) + 1.0 * studio.directions[0].vector - 0.5 * studio.directions[2].vector
+    np.testing.assert_allclose(moved["z"], expected, rtol=1e-5, atol=1e-6)
+    assert moved["base"] == chair["base"] and "edit PC 1 +1.0, PC 3 -0.5" in moved["label"]
+    # Sliders are absolute offsets from the base chair, not cumulative.
+    again, *_ = studio.explore(None, moved, LEVEL, SMOOTH, "Mesh", *alphas)
+    np.testing.assert_allclose(again["z"], moved["z"], rtol=1e-6)
+    *zeros, back, glb, _, info = studio.reset(None, moved, LEVEL, SMOOTH, "Mesh")
+    assert zeros == [0.0] * 5 and back["z"] == chair["base"] and "edit" not in info
+    with pytest.raises(gr.Error, match="between -3 and 3"):
+        studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", 4.0, 0, 0, 0, 0)
+    with pytest.raises(gr.Error, match="no chair yet"):
+        studio.explore(None, None, LEVEL, SMOOTH, "Mesh", 0, 0, 0, 0, 0)
+
+
+def test_render_views_and_empty_level(sampled):
+    studio, out = sampled
+    chair = out[3]
+    glb, plot, info = studio.rerender(None, chair, LEVEL, 0.5, "Mesh")
+    assert json.loads(plot.plot)["data"][0]["type"] == "mesh3d"
+    glb, plot, info = studio.rerender(None, chair, LEVEL, SMOOTH, "Voxels")
+    assert plot.data[0].name == "voxels"
+    with pytest.warns(UserWarning, match="nothing to mesh"):  # gr.Warning outside a request
+        glb, plot, info = studio.rerender(None, chair, 0.999, SMOOTH, "Mesh")
+    assert glb is None and "empty at iso-level" in info and not plot.data
+    for level, smooth, view, reason in ((0.0, 0, "Mesh", "iso-level"), (1.2, 0, "Mesh", "iso-level"),
+                                        (0.5, 2, "Mesh", "smoothing"), (0.5, 0, "Wireframe", "view")):
+        with pytest.raises(gr.Error, match=reason):
+            studio.rerender(None, chair, level, smooth, view)
+
+
+def test_sample_rejects_bad_numbers(studio):
+    for seed, trunc, n, reason in ((-1, 0.8, 2, "seed"), (None, 0.8, 2, "seed"), (1, 5.0, 2, "truncation"),
+                                   (1, 0.8, 0, "number of chairs"), (1, 0.8, 17, "number of chairs")):
+        with pytest.raises(gr.Error, match=reason):
+            studio.sample(None, seed, trunc, n, LEVEL, SMOOTH, "Mesh")
+
+
+# ------------------------------------------------------------------ photo
+def test_photo_accepts_paths_filedata_and_data_urls(studio, tiny_pipe, tmp_path):
+    path = photo_file(tmp_path)
+    seen, chair, glb, plot, info, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    assert seen.size == (tiny_pipe.config.image_size,) * 2
+    np.testing.assert_allclose(chair["z"], np.asarray(tiny_pipe.encode(path))[0], rtol=1e-5, atol=1e-6)
+    same = studio.photo(None, {"path": path, "orig_name": "chair.png"}, LEVEL, SMOOTH, "Mesh")[1]
+    data_url = "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+    also = studio.photo(None, {"url": data_url, "path": None}, LEVEL, SMOOTH, "Mesh")[1]
+    assert same["z"] == chair["z"] == also["z"]
+
+
+def _huge_png(tmp_path, side: int = 20000) -> str:
+    """A valid 16x16 PNG whose header claims side x side pixels (never decoded)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = bytearray(data[12:29])  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", side, side)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path = tmp_path / f"huge{side}.png"
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_photo_bad_inputs_are_friendly_errors(studio, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture")
+    good = Path(photo_file(tmp_path, size=(64, 64))).read_bytes()
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(good[: len(good) // 2])
+    tiny = photo_file(tmp_path, "tiny.png", size=(4, 4))
+    cases = [(None, "no photo"), (str(text), "not an image"), (str(truncated), "damaged or truncated"),
+             (_huge_png(tmp_path, 10000), "megapixels"), (_huge_png(tmp_path, 20000), "far too large"), (tiny, "at least"), ({"orig_name": "x"}, "without a file")]
+    for payload, reason in cases:
+        with pytest.raises(gr.Error, match=reason):
+            studio.photo(None, payload, LEVEL, SMOOTH, "Mesh")
+
+
+def test_photo_without_encoder_says_so(tmp_path):
+    cfg = tiny_config()
+    pipe = ChairPipeline.from_config(cfg)
+    pipe.encoder = None
+    studio = app.Studio(pipe, workdir=tmp_path)
+    with pytest.raises(gr.Error, match="no image encoder"):
+        studio.photo(None, photo_file(tmp_path), LEVEL, SMOOTH, "Mesh")
+
+
+# ------------------------------------------------------------------ arithmetic / interpolate
+def test_arithmetic_of_seeds_gallery_and_photo(sampled, tiny_pipe, tmp_path):
+    studio, out = sampled
+    batch, chair = out[1], out[3]
+    thumbs, new, glb, plot, info, *_ = studio.arithmetic(None, batch, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops())
+    a, b, c = (np.asarray(tiny_pipe.sample_latents(1, seed=s, truncation=0.8))[0] for s in (1, 2, 3))
+    np.testing.assert_allclose(new["z"], a - b + c, rtol=1e-5, atol=1e-6)
+    assert [cap for _, cap in thumbs] == ["A: seed 1", "B: seed 2", "C: seed 3", "A − B + C"]
+    photo = photo_file(tmp_path)
+    thumbs, new, *_ = studio.arithmetic(None, batch, chair, 0.8, LEVEL, SMOOTH, "Mesh",
+                                        *ops(a=("Gallery pick", 1, 2, None), b=("Photo", 0, 1, photo),
+                                             c=("Current chair", 0, 1, None)))
+    expected = np.asarray(batch["z"][1]) - np.asarray(tiny_pipe.encode(photo))[0] + np.asarray(chair["z"])
+    np.testing.assert_allclose(new["z"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_arithmetic_names_the_bad_operand(sampled):
+    studio, out = sampled
+    batch, chair = out[1], out[3]
+    cases = [(ops(b=("Photo", 0, 1, None)), "B: no photo"),
+             (ops(c=("Gallery pick", 0, 9, None)), "C gallery #"),
+             (ops(a=("Seed", -4, 1, None)), "A seed"),
+             (ops(a=("Mystery", 1, 1, None)), "A: source must be")]
+    for args, reason in cases:
+        with pytest.raises(gr.Error, match=reason):
+            studio.arithmetic(None, batch, chair, 0.8, LEVEL, SMOOTH, "Mesh", *args)
+    with pytest.raises(gr.Error, match="sample a gallery"):
+        studio.arithmetic(None, None, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops(a=("Gallery pick", 0, 1, None)))
+
+
+def test_interpolate_strip_gif_and_pick_step(studio):
+    args = ("Seed", 4, 1, None, "Seed", 5, 1, None)
+    thumbs, gif, strip = studio.interpolate(None, None, None, 0.8, 4, "slerp", LEVEL, SMOOTH, *args)
+    assert len(thumbs) == 4 and len(strip["z"]) == 4
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 6  # 4 forward + 2 back (ping-pong)
+    chair = studio.pick(None, 4, strip, LEVEL, SMOOTH, "Mesh")[0]
+    np.testing.assert_allclose(chair["z"], strip["z"][3])
+    with pytest.raises(gr.Error, match="steps"):
+        studio.interpolate(None, None, None, 0.8, 40, "slerp", LEVEL, SMOOTH, *args)
+    with pytest.raises(gr.Error, match="unknown interpolation"):
+        studio.interpolate(None, None, None, 0.8, 4, "cubic", LEVEL, SMOOTH, *args)
+
+
+# ------------------------------------------------------------------ share
+def test_export_every_format_and_load_it_back(sampled, tiny_pipe):
+    studio, out = sampled
+    chair = out[3]
+    paths = studio.export(None, chair, 0.45, 0.2, list(app.FORMATS))
+    by_ext = {Path(p).suffix[1:]: Path(p) for p in paths}
+    assert set(by_ext) == set(app.FORMATS) and all(p.stat().st_size > 0 for p in by_ext.values())
+    vox = tiny_pipe.generate(chair["z"])[0]
+    np.testing.assert_array_equal(np.load(by_ext["npy"]), vox)
+    np.testing.assert_array_equal(voxels.read_binvox(by_ext["binvox"]), vox >= 0.45)
+    np.testing.assert_array_equal(voxels.read_vox(by_ext["vox"]), vox >= 0.45)
+    assert len(trimesh.load(by_ext["stl"], force="mesh").faces) == len(tiny_pipe.mesh(vox, 0.45, 0.2).faces)
+    new, glb, plot, info, level, smooth, *sliders = studio.load_latent(None, str(by_ext["json"]), 0.5, 0.0, "Mesh")
+    np.testing.assert_array_equal(new["z"], chair["z"])
+    assert (level, smooth) == (0.45, 0.2) and "loaded: seed 3 · #1" in info
+
+
+def test_export_and_load_reject_bad_input(sampled, tmp_path):
+    studio, out = sampled
+    chair = out[3]
+    with pytest.raises(gr.Error, match="at least one"):
+        studio.export(None, chair, LEVEL, SMOOTH, [])
+    with pytest.raises(gr.Error, match="no chair yet"):
+        studio.export(None, None, LEVEL, SMOOTH, ["glb"])
+    with pytest.raises(gr.Error, match="nothing to mesh"):
+        studio.export(None, chair, 0.999, SMOOTH, ["glb"])
+    cases = {"empty.json": ("", "empty"), "junk.json": ("{junk", "not valid JSON"),
+             "short.json": ('{"z": [1, 2]}', "needs 8"), "nan.json": ('{"z": [NaN, 0, 0, 0, 0, 0, 0, 0]}', "NaN")}
+    for name, (text, reason) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(gr.Error, match=reason):
+            studio.load_latent(None, str(tmp_path / name), LEVEL, SMOOTH, "Mesh")
+    with pytest.raises(gr.Error, match="no file"):
+        studio.load_latent(None, None, LEVEL, SMOOTH, "Mesh")
+
+
+def test_realism_and_session_cleanup(sampled, tiny_pipe):
+    studio, out = sampled
+    text = studio.realism(out[3])
+    expected = float(tiny_pipe.realism(tiny_pipe.generate(out[3]["z"]))[0])
+    assert f"{expected:.2f}" in text
+    assert studio.realism(None) == ""
+
+    class Req:
+        session_hash = "abc123"
+
+    folder = studio.session_dir(Req())
+    (folder / "x.glb").write_bytes(b"x")
+    studio.cleanup(Req())
+    assert not folder.exists()
+    assert 0 <= studio.random_seed() <= 99_999
+
+
+# ------------------------------------------------------------------ through gradio_client
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """build_demo(tiny pipeline) launched in this process; yields its URL."""
+    pipe = ChairPipeline.from_config(tiny_config(), seed=0)
+    demo = app.build_demo(pipe, notice="test: random weights")
+    demo.queue(default_concurrency_limit=2)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture
+def client(served, tmp_path):
+    from gradio_client import Client
+
+    return Client(served, verbose=False, ssl_verify=False, download_files=str(tmp_path / "downloads"))
+
+
+def test_api_lists_every_endpoint(client):
+    info = client.view_api(print_info=False, return_format="dict")
+    assert PUBLIC_ENDPOINTS <= set(info["named_endpoints"])
+
+
+def test_every_endpoint_through_gradio_client(client, tmp_path):
+    from gradio_client import handle_file
+
+    seed = client.predict(api_name="/random_seed")
+    assert 0 <= seed <= 99_999
+    gallery, picked, glb, plot, info, *sliders = client.predict(seed, 0.8, 3, LEVEL, SMOOTH, "Mesh",
+                                                                api_name="/sample")
+    assert len(gallery) == 3 and picked == 1 and Path(glb).suffix == ".glb" and Path(glb).is_file()
+    assert json.loads(plot["plot"])["data"][0]["type"] == "mesh3d" and sliders == [0.0] * 5
+    assert "realism" in client.predict(api_name="/realism")
+    glb, plot, info, *_ = client.predict(2, LEVEL, SMOOTH, "Mesh", api_name="/pick")
+    assert "#2" in info
+    glb, plot, info = client.predict(LEVEL, SMOOTH, "Mesh", 1.5, 0, 0, 0, -1, api_name="/explore")
+    assert "edit PC 1 +1.5, PC 5 -1.0" in info and Path(glb).is_file()
+    *zeros, glb, plot, info = client.predict(LEVEL, SMOOTH, "Mesh", api_name="/reset")
+    assert zeros == [0.0] * 5 and "edit" not in info
+    glb, plot, info = client.predict(LEVEL, SMOOTH, "Voxels", api_name="/render")
+    assert json.loads(plot["plot"])["data"][0]["name"] == "voxels"
+    photo = str(EXAMPLES[0]) if EXAMPLES else photo_file(tmp_path)
+    seen, glb, plot, info, *_ = client.predict(handle_file(photo), LEVEL, SMOOTH, "Mesh", api_name="/photo")
+    assert Path(seen).is_file() and "from photo" in info
+    gallery4, glb, plot, info, *_ = client.predict(0.8, LEVEL, SMOOTH, "Mesh", "Seed", 1, 1, None,
+                                                   "Gallery pick", 0, 2, None, "Photo", 0, 1, handle_file(photo),
+                                                   api_name="/arithmetic")
+    assert [g["caption"] for g in gallery4] == ["A: seed 1", "B: gallery #2", "C: photo", "A − B + C"]
+    strip, gif = client.predict(0.8, 3, "lerp", LEVEL, SMOOTH, "Seed", 4, 1, None, "Current chair", 0, 1, None,
+                                api_name="/interpolate")
+    assert len(strip) == 3 and Path(gif).suffix == ".gif"
+    glb, plot, info, *_ = client.predict(3, LEVEL, SMOOTH, "Mesh", api_name="/pick_step")
+    assert "step 3/3" in info
+    files = client.predict(LEVEL, SMOOTH, list(app.FORMATS), api_name="/export")
+    assert sorted(Path(f).suffix[1:] for f in files) == sorted(app.FORMATS)
+    shared = next(f for f in files if f.endswith(".json"))
+    glb, plot, info, level, smooth, *_ = client.predict(handle_file(shared), 0.3, 0.9, "Mesh",
+                                                        api_name="/load_latent")
+    assert (level, smooth) == (LEVEL, SMOOTH) and "loaded" in info
+
+
+def test_bad_input_through_gradio_client_is_a_readable_error(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="no chair yet"):  # a fresh session has no chair
+        client.predict(LEVEL, SMOOTH, "Mesh", 1, 0, 0, 0, 0, api_name="/explore")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(text)), LEVEL, SMOOTH, "Mesh", api_name="/photo")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"z": [1, 2, 3]}')
+    with pytest.raises(AppError, match="needs 8"):
+        client.predict(handle_file(str(bad)), LEVEL, SMOOTH, "Mesh", api_name="/load_latent")

@@ -1,0 +1,7 @@
+"""`python -m vaegan ...`: see vaegan/cli.py."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
