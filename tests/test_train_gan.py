@@ -154,3 +154,17 @@ def test_paper_64_config_resolves(tmp_path, capsys):
     assert train_main(["gan", "--data", str(data), "--out", str(tmp_path / "r64"), "--resolution", "64",
                        "--steps", "1", "--device", "cpu", *tiny64]) == 0
     assert ChairPipeline.from_pretrained(tmp_path / "r64" / "checkpoint").resolution == 64
+
+
+def test_export_writes_a_loadable_pipeline_from_a_run(tmp_path):
+    data = make_chairs(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    assert train_main(["gan", "--data", str(data), "--out", str(run_dir), "--steps", "3", *TINY,
+                       "--ckpt-every-min", "0"]) == 0
+    assert train_main(["gan", "--out", str(run_dir), "--export", str(tmp_path / "exported")]) == 0
+    a = ChairPipeline.from_pretrained(run_dir / "checkpoint")
+    b = ChairPipeline.from_pretrained(tmp_path / "exported")
+    z = a.sample_latents(2)
+    assert np.array_equal(a.generate(z), b.generate(z))
+    out = run(["gan", "--out", str(tmp_path / "nothing"), "--export", str(tmp_path / "x")])
+    assert out.returncode == 2 and "not a training run folder" in out.stderr

@@ -446,19 +446,42 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     final = out / "checkpoint"
     if main_proc:
         shipped = ema if ema is not None and step > cfg.ema_start else gen
-        if shipped is ema:
-            recalibrate_batchnorm(ema, cfg.z_dim)
-        g_out = Generator(mcfg)
-        g_out.load_state_dict({k: v.cpu() for k, v in shipped.state_dict().items()})
-        d_out = Discriminator(mcfg)
-        d_out.load_state_dict({k: v.cpu() for k, v in disc.state_dict().items()})
-        ChairPipeline(g_out, d_out).save_pretrained(final)
-        (final / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        export_pipeline(cfg, shipped.state_dict(), disc.state_dict(), final, recalibrate=shipped is ema)
         log.info("finished %d steps in %.1f min; pipeline written to %s", step, elapsed / 60, final)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def export_pipeline(cfg: TrainConfig, g_state: dict, d_state: dict, folder: Path, recalibrate: bool) -> Path:
+    """Write a ChairPipeline folder (generator + discriminator) from training weights.
+
+    `recalibrate` recomputes the generator's BatchNorm statistics (needed for EMA weights).
+    """
+    mcfg = cfg.model_config()
+    g_out, d_out = Generator(mcfg), Discriminator(mcfg)
+    g_out.load_state_dict({k: v.cpu() for k, v in g_state.items()})
+    d_out.load_state_dict({k: v.cpu() for k, v in d_state.items()})
+    if recalibrate:
+        recalibrate_batchnorm(g_out, cfg.z_dim)
+    ChairPipeline(g_out, d_out).save_pretrained(folder)
+    (folder / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    return folder
+
+
+def export_run(run: str | Path, folder: str | Path) -> Path:
+    """A run's latest state.pt -> pipeline folder (EMA generator once the EMA has started)."""
+    state_path = Path(run) / "state.pt"
+    if not state_path.is_file():
+        raise CheckpointError(f"{state_path} does not exist: not a training run folder")
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    use_ema = state.get("ema") is not None and state["step"] > cfg.ema_start
+    g_state = state["ema"] if use_ema else state["generator"]
+    export_pipeline(cfg, g_state, state["discriminator"], Path(folder), recalibrate=use_ema)
+    log.info("exported step %d of %s (%s generator) to %s", state["step"], run, "EMA" if use_ema else "raw", folder)
+    return Path(folder)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -476,6 +499,8 @@ def add_arguments(parser) -> None:
             parser.add_argument(flag, type=type(value), default=value, help=f"(default: {value!r})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from state.pt")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--export", metavar="FOLDER",
+                        help="write the run's latest state (in --out) as a pipeline folder and exit")
 
 
 def config_from_args(args) -> TrainConfig:
@@ -488,6 +513,9 @@ def config_from_args(args) -> TrainConfig:
 
 
 def main(args) -> int:
+    if args.export:
+        export_run(args.out, args.export)
+        return 0
     cfg = config_from_args(args)
     if args.dry_run:
         cfg.model_config()  # surface config errors in a dry run too
