@@ -49,7 +49,7 @@ class TrainConfig:
     # --- model (see vaegan.config.ModelConfig)
     resolution: int = 32
     z_dim: int = 200
-    g_widths: tuple[int, ...] = (256, 128, 64)
+    g_widths: tuple[int, ...] = (128, 64, 32)
     d_widths: tuple[int, ...] | None = None  # None mirrors g_widths
     d_norm: str = "batch"  # "batch" or "spectral"
     # --- objective and optimiser
@@ -60,7 +60,7 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     d_acc_max: float = 0.8  # update D only while its batch accuracy is <= this (the paper)
-    steps: int = 6000  # optimiser steps (one D + one G step each)
+    steps: int = 6000  # optimiser steps (one D + one G step each): 228 epochs of 840 chairs
     lr_decay_start: float = 1.0  # fraction of steps after which both lrs decay linearly ...
     lr_decay_final: float = 0.1  # ... to this fraction of their start value
     ema_decay: float = 0.999  # EMA of G weights (shipped); 0 disables

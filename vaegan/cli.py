@@ -32,7 +32,7 @@ from .pipeline import ChairPipeline
 DEFAULT_CHECKPOINT = "checkpoints/chair32"
 CHECKPOINT_ENV = "CHAIR_CHECKPOINT"
 # The untrained stand-in: the architecture the shipped 32^3 checkpoint uses.
-FALLBACK_CONFIG = dict(resolution=32, g_widths=(256, 128, 64))
+FALLBACK_CONFIG = dict(resolution=32, g_widths=(128, 64, 32))  # the shipped architecture
 MESH_FORMATS = meshing.SUPPORTED_FORMATS  # glb obj stl ply
 VOXEL_FORMATS = ("binvox", "vox", "npy")
 FORMATS = (*MESH_FORMATS, *VOXEL_FORMATS, "json")

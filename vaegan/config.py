@@ -17,8 +17,9 @@ class ModelConfig:
     resolution: int = 32  # side R of the generated (R, R, R) grid; a power of two
     z_dim: int = 200  # latent size (the paper's 200)
     # Generator channels from 4^3 upwards, one per resolution 4, 8, ..., R/2.
-    # The paper's 64^3 model is (512, 256, 128, 64); 32^3 drops the last.
-    g_widths: tuple[int, ...] = (256, 128, 64)
+    # The paper's 64^3 model is (512, 256, 128, 64). The shipped 32^3 model uses
+    # (128, 64, 32): 80 training samples/s here against 23 for (256, 128, 64).
+    g_widths: tuple[int, ...] = (128, 64, 32)
     # Discriminator channels from R/2 downwards to 4^3; None mirrors the generator.
     d_widths: tuple[int, ...] | None = None
     d_norm: str = "batch"  # "batch" (paper) or "spectral" (the original project's variant)
