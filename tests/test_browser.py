@@ -50,11 +50,40 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _checkpoint_with_encoder(folder: Path) -> Path:
+    """The shipped checkpoint, plus a stand-in encoder where it has none yet, so the photo
+    path runs end to end in the browser (upload, preprocess, encode, generate, mesh).
+
+    The stand-in maps every photo to the latent of seed 3 (zero weights, that latent as the
+    bias of its mean head): an untrained encoder's latents decode to empty grids.
+    """
+    import torch
+
+    from vaegan import ChairPipeline
+    from vaegan.models import ImageEncoder
+
+    shipped = ROOT / "checkpoints" / "chair32"
+    if not (shipped / "generator" / "config.json").is_file():
+        return folder  # no checkpoint: app.py falls back to its random-init pipeline
+    pipe = ChairPipeline.from_pretrained(shipped)
+    if pipe.encoder is None:
+        encoder = ImageEncoder(pipe.config).eval()
+        with torch.no_grad():
+            encoder.mu.weight.zero_()
+            encoder.mu.bias.copy_(pipe.sample_latents(1, seed=3)[0])
+        pipe.encoder = encoder
+    pipe.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
-def app_url():
-    """`python app.py` on a free port (the default checkpoint, else the random-init notice)."""
+def app_url(tmp_path_factory):
+    """`python app.py` on a free port, serving the shipped checkpoint (see above)."""
     port = _free_port()
+    checkpoint = _checkpoint_with_encoder(tmp_path_factory.mktemp("ckpt") / "chair32")
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    if checkpoint.is_dir():
+        env["CHAIR_CHECKPOINT"] = str(checkpoint)
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
