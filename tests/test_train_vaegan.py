@@ -1,0 +1,157 @@
+"""`python -m train vaegan` and `train.photos` at tiny scale: box chairs, a tiny random GAN
+(32^3 grids, 32 px photos), a few steps; dry run, outputs, frozen G, exact resume, joint mode,
+clear errors, and renders that do not depend on the worker count."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from conftest import tiny_config
+from train import photos as photo_data
+from train.__main__ import main as train_main
+from vaegan import ChairPipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--views", "2", "--test-views", "1", "--render-workers", "1", "--batch-size", "4", "--val-chairs", "2",
+        "--val-images", "4", "--log-every", "1", "--eval-every", "2", "--threads", "1", "--max-minutes", "0"]
+
+
+def make_chairs(folder: Path, n: int = 10, seed: int = 0) -> Path:
+    """A 3D ShapeNets-style folder of box chairs (seat, backrest at high axis 0, four legs),
+    n in train/ and 2 in test/."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n), ("test", 2)):
+        (folder / split).mkdir(parents=True)
+        for i in range(count):
+            g = np.zeros((30, 30, 30), np.int8)
+            h = rng.integers(8, 14)
+            g[3:27, 3:27, h:h + 2] = 1
+            g[24:27, 3:27, h:27] = 1
+            for x, y in ((3, 3), (3, 24), (24, 3), (24, 24)):
+                g[x:x + 3, y:y + 3, 3:h] = 1
+            scipy.io.savemat(folder / split / f"chair_{i:09d}_1.mat", {"instance": g})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(data folder, tiny GAN checkpoint, renders folder) shared by the module's tests."""
+    root = tmp_path_factory.mktemp("vaegan")
+    data = make_chairs(root / "data")
+    gen = root / "gan"
+    ChairPipeline.from_config(tiny_config(32), seed=0).save_pretrained(gen)
+    renders = photo_data.build(photo_data.PhotoSetConfig(data=str(data), out=str(root / "photos"), image_size=32,
+                                                         views=2, test_views=1, workers=1), progress=False)
+    return data, gen, renders
+
+
+def args(setup, out, *extra):
+    data, gen, renders = setup
+    return ["vaegan", "--data", str(data), "--generator", str(gen), "--renders", str(renders), "--out", str(out),
+            *TINY, *extra]
+
+
+def test_dry_run_prints_resolved_config(setup, tmp_path, capsys):
+    assert train_main(args(setup, tmp_path / "r", "--dry-run")) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["mode"] == "frozen" and cfg["kl_weight"] == 1.0 and cfg["renders"] == str(setup[2])
+    assert not (tmp_path / "r").exists()
+
+
+def test_renders_folder_layout(setup):
+    _, _, renders = setup
+    manifest = json.loads((renders / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": {"chairs": 10, "images": 20}, "test": {"chairs": 2, "images": 2}}
+    train = photo_data.PhotoSet(renders, "train")
+    assert train.images.shape == (20, 32, 32, 3) and train.images.dtype == np.uint8
+    assert train.voxels.shape == (10, 32, 32, 32) and list(train.chair[:4]) == [0, 0, 1, 1]
+    assert (renders / "sheet.png").is_file()
+    assert train.images.std() > 10  # pictures, not blank arrays
+
+
+def test_frozen_training_writes_run_and_keeps_the_generator(setup, tmp_path):
+    out = tmp_path / "run"
+    assert train_main(args(setup, out, "--steps", "3")) == 0
+    assert len((out / "metrics.csv").read_text().splitlines()) == 4
+    eval_rows = (out / "eval.csv").read_text().splitlines()
+    assert len(eval_rows) == 3 and eval_rows[0].startswith("step,minutes,val_iou")
+    pipe = ChairPipeline.from_pretrained(out / "checkpoint")
+    assert pipe.encoder is not None and (out / "best" / "encoder" / "model.safetensors").is_file()
+    source = ChairPipeline.from_pretrained(setup[1])
+    for name, tensor in source.generator.state_dict().items():
+        assert torch.equal(tensor, pipe.generator.state_dict()[name]), name  # frozen: G is unchanged
+    photo = setup[2] / "sheet.png"
+    assert pipe.reconstruct(str(photo)).shape == (32, 32, 32)
+    figures = json.loads((out / "checkpoint" / "train_config.json").read_text())["figures"]
+    assert figures["step"] == 3 and 0.0 <= figures["val_iou"] <= 1.0
+
+
+def test_resume_continues_exactly(setup, tmp_path):
+    common = ["--ckpt-every-min", "0"]
+    assert train_main(args(setup, tmp_path / "a", "--steps", "4", *common)) == 0
+    assert train_main(args(setup, tmp_path / "b", "--steps", "2", *common)) == 0
+    assert train_main(args(setup, tmp_path / "b", "--steps", "4", "--resume", *common)) == 0
+    a = torch.load(tmp_path / "a" / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for name, tensor in a["encoder"].items():
+        assert torch.allclose(tensor.float(), b["encoder"][name].float(), atol=1e-6), name
+
+
+def test_joint_mode_changes_the_generator(setup, tmp_path):
+    out = tmp_path / "joint"
+    assert train_main(args(setup, out, "--steps", "2", "--mode", "joint", "--adv-every", "1")) == 0
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert "d_acc" in header
+    pipe = ChairPipeline.from_pretrained(out / "checkpoint")
+    source = ChairPipeline.from_pretrained(setup[1])
+    changed = [n for n, t in source.generator.state_dict().items()
+               if t.is_floating_point() and not torch.equal(t, pipe.generator.state_dict()[n])]
+    assert changed
+
+
+def test_clear_errors(setup, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(argv):
+        return subprocess.run([sys.executable, "-m", "train", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, env=env)
+
+    data, gen, renders = setup
+    # A generator-only checkpoint cannot give the adversarial term.
+    bare = tmp_path / "bare"
+    pipe = ChairPipeline.from_config(tiny_config(32))
+    pipe.discriminator = None
+    pipe.save_pretrained(bare)
+    out = run(["vaegan", "--data", str(data), "--generator", str(bare), "--renders", str(renders), "--out",
+               str(tmp_path / "x"), *TINY, "--steps", "1"])
+    assert out.returncode == 2 and "no discriminator" in out.stderr and "Traceback" not in out.stderr
+    # Renders made with other settings are neither reused nor overwritten.
+    out = run(args(setup, tmp_path / "y", "--steps", "1", "--views", "3"))
+    assert out.returncode == 2 and "was built with views=2 (asked 3)" in out.stderr
+    # --resume of a missing run, and of a run with another objective.
+    out = run(args(setup, tmp_path / "none", "--resume", "--steps", "1"))
+    assert out.returncode == 2 and "no run to continue" in out.stderr
+    assert train_main(args(setup, tmp_path / "z", "--steps", "1", "--ckpt-every-min", "0")) == 0
+    out = run(args(setup, tmp_path / "z", "--resume", "--steps", "2", "--kl-weight", "0.5"))
+    assert out.returncode == 2 and "was trained with kl_weight=1.0" in out.stderr
+    out = run(args(setup, tmp_path / "w", "--mode", "both"))
+    assert out.returncode == 2 and "mode must be one of" in out.stderr
+
+
+def test_renders_do_not_depend_on_the_worker_count(setup, tmp_path):
+    data = setup[0]
+    sets = []
+    for workers in (1, 2):
+        cfg = photo_data.PhotoSetConfig(data=str(data), out=str(tmp_path / f"w{workers}"), image_size=32, views=2,
+                                        test_views=0, workers=workers)
+        sets.append(photo_data.PhotoSet(photo_data.build(cfg, progress=False), "train"))
+    assert np.array_equal(sets[0].images, sets[1].images)
+    assert np.array_equal(sets[0].azimuth, sets[1].azimuth)

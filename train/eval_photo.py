@@ -1,0 +1,446 @@
+"""`python -m train eval-photo`: how well photos turn into chairs, on real IKEA photos and on
+held-out renders, with the mean-chair baseline in the same run.
+
+    python -m train eval-photo --data ../shared/data/ikea_chairs_dev --checkpoint checkpoints/chair32 \\
+        --renders runs/photos --out runs/eval_photo
+
+Protocol (the 3D-GAN paper's IKEA experiment, see ../shared/data/README.md): for every photo,
+per-voxel average precision (scikit-learn `average_precision_score`) of the predicted
+occupancy probabilities against the ground-truth voxels at the ground truth's 20^3
+resolution, averaged over photos (reported x100 like the paper), and IoU of the prediction
+thresholded at `--threshold` (0.5) beside it. The mean-chair baseline predicts, for every
+photo, the mean occupancy of the ModelNet training chairs (pose _1). On held-out renders
+(the ModelNet *test* chairs, never trained on nor used for checkpoint selection) the same
+figures are computed at our 32^3 resolution.
+
+Calibration. The GAN's generator ends in very large logits (shipped 32^3 model: median
+|logit| 44, 1% above 254), so the float32 sigmoid of `pipe.generate` is exactly 0 or 1 almost
+everywhere and AP degenerates to that of a binary mask (about precision x recall), while the
+mean chair ranks voxels smoothly. The logits still rank voxels, so the report adds AP of
+sigmoid(logits / T), one temperature T fitted by likelihood (`fit_temperature`) on training
+renders of the run's held-out val chairs (`calibration_set`): never on IKEA photos or test
+renders. T leaves every 0.5-thresholded shape as it is. Both figures are printed, labelled
+"as shipped" and "T = ...".
+
+Frame mapping, IKEA 20^3 <-> ours 32^3 (worked out from the data; tests/test_eval_photo.py):
+
+1. Axes. IKEA grids have up = array axis 0; ours have up = axis 2. `np.moveaxis(gt, 0, 2)`
+   turns IKEA axes (up, a, b) into (a, b, up): a cyclic permutation, i.e. a proper rotation
+   (no mirror image), as `vaegan.voxels.load_voxels(source="ikea")` does.
+2. Yaw. The IKEA CAD models do not share a yaw. Each ground truth is turned about the up axis
+   by the multiple of 90 deg (`np.rot90(g, k, axes=(0, 1))`) whose copy, fitted into our
+   32^3 frame, overlaps the mean ModelNet training chair most (sum of the mean chair's
+   occupancy over the model's voxels). Only the ground truth and training chairs decide k,
+   never a prediction. All three dev models come out with the backrest toward high axis 0,
+   as our chairs. Checked on ModelNet test chairs written out as IKEA grids at each of the 4
+   yaws: the turn is undone for 384 of 400 (96%; 5 odd chairs fit the mean chair better
+   turned, whatever their yaw).
+3. Scale and position. Both datasets normalise every object the same way: its largest
+   dimension fills a fixed span and its box is centred on every axis (IKEA: 20 of 20
+   voxels; ours: 24 of 32, i.e. voxels [4, 28) at 32^3). So the fixed map between the frames
+   takes our box [R/8, 7R/8)^3 onto the IKEA grid: IKEA cell j covers our voxels
+   [4 + 1.2 j, 4 + 1.2 (j + 1)) per axis at R = 32. `frame_to_ikea` gives each IKEA cell the
+   mean predicted probability over that region (exact overlap weights). The map does not
+   look at the prediction, so the same map serves predictions and the mean-chair baseline,
+   and a prediction of the wrong size is penalised, not rescaled.
+
+Comparisons happen in the yaw-canonical 20^3 grid with up = axis 2: the ground truth is only
+permuted (steps 1-2, no resampling), the prediction is resampled (step 3).
+
+How much the resampling itself costs, measured on the three dev ground truths: taking each to
+32^3 with the exact inverse map (`ikea_to_frame`) and back with `frame_to_ikea` keeps AP at
+100.0 / 99.8 / 97.9 and IoU@0.5 at 0.957 / 0.957 / 0.908 (54 INGOLF / 73 SNILLE / 78 STEFAN):
+a perfect 32^3 prediction scores about that. (`vaegan.voxels.fit_to_frame` places objects on
+whole voxels after re-cropping, up to one voxel off this continuous map, which costs thin
+slats a lot: its round trip gives IoU 0.73 / 0.96 / 0.64; so it is not used for scoring.)
+Max-pooling instead of the mean was worse (round-trip AP 0.50-0.93).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score
+
+from vaegan import ChairPipeline
+from vaegan.errors import VoxelError
+from vaegan.voxels import fit_to_frame, read_mat
+
+log = logging.getLogger(__name__)
+
+IKEA_RES = 20
+FRAME_SPAN = 24 / 32  # the share of our grid the object's largest dimension spans
+
+
+# ----------------------------------------------------------------------------- frame mapping
+def mean_chair(voxels: np.ndarray) -> np.ndarray:
+    """(N, R, R, R) occupancy -> the mean chair float32 (R, R, R): each voxel's occupied share."""
+    return np.asarray(voxels, np.float32).mean(0)
+
+
+def ikea_axes(grid: np.ndarray) -> np.ndarray:
+    """IKEA (up, a, b) array -> (a, b, up): our up = axis 2 (a proper rotation)."""
+    return np.moveaxis(np.asarray(grid), 0, 2)
+
+
+def canonical_yaw(gt_up2: np.ndarray, mean: np.ndarray) -> int:
+    """k in 0..3: `np.rot90(gt_up2, k, axes=(0, 1))` overlaps the mean training chair most.
+
+    gt_up2 is a ground truth with up = axis 2 at any resolution; it is fitted into the mean
+    chair's frame first. Ties (never seen) go to the smallest k.
+    """
+    fitted = fit_to_frame(gt_up2, mean.shape[0], FRAME_SPAN, name="ground truth")
+    scores = [float((np.rot90(fitted, k, axes=(0, 1)) * mean).sum()) for k in range(4)]
+    return int(np.argmax(scores))
+
+
+def _cell_weights(n_in: int, start: float, span: float, n_out: int) -> np.ndarray:
+    """(n_out, n_in): share of output cell j (input interval [start + j c, start + (j+1) c),
+    c = span / n_out) that input voxel i covers; rows sum to 1 inside the grid."""
+    cell = span / n_out
+    lo = start + cell * np.arange(n_out)[:, None]
+    i = np.arange(n_in)[None, :]
+    return np.clip(np.minimum(lo + cell, i + 1) - np.maximum(lo, i), 0, None) / cell
+
+
+def frame_to_ikea(prob: np.ndarray, out: int = IKEA_RES) -> np.ndarray:
+    """Our (R, R, R) probabilities -> float32 (out, out, out) on the IKEA grid, up = axis 2.
+
+    The object box of our frame, [R/8, 7R/8) per axis, is mapped onto the whole IKEA grid and
+    each IKEA cell gets the mean probability of our voxels inside it (module docstring, 3).
+    """
+    prob = np.asarray(prob, np.float32)
+    res = prob.shape[0]
+    span = FRAME_SPAN * res
+    w = _cell_weights(res, (res - span) / 2, span, out).astype(np.float32)  # (out, R)
+    return np.einsum("ai,bj,ck,ijk->abc", w, w, w, prob, optimize=True).astype(np.float32)
+
+
+def ikea_to_frame(grid: np.ndarray, res: int = 32) -> np.ndarray:
+    """The inverse of `frame_to_ikea`: an IKEA-grid (n, n, n) array (up = axis 2) -> our
+    (res, res, res) frame, each voxel the covered share of occupied IKEA cells, >= 0.5 kept.
+    float32 {0, 1}. For tests and pictures; scoring never upsamples the ground truth."""
+    grid = np.asarray(grid, np.float32)
+    n = grid.shape[0]
+    span = FRAME_SPAN * res
+    share = _cell_weights(res, (res - span) / 2, span, n).T * (span / n)  # (res, n): voxel i in cell j
+    up = np.einsum("ia,jb,kc,abc->ijk", share, share, share, grid, optimize=True)
+    return (up >= 0.5).astype(np.float32)
+
+
+@dataclass
+class IkeaItem:
+    image: Path
+    voxel_id: str
+    model: str
+    gt: np.ndarray  # bool (20, 20, 20), up = axis 2, canonical yaw
+    yaw: int  # k of np.rot90 applied to the ground truth
+
+
+def load_ikea(folder: str | Path, mean: np.ndarray) -> list[IkeaItem]:
+    """The photos of an IKEA folder (images/, voxels/, pairs.tsv) with canonical ground truth."""
+    folder = Path(folder)
+    pairs = folder / "pairs.tsv"
+    if not pairs.is_file():
+        raise VoxelError(f"{folder} is not an IKEA photo folder: {pairs} is missing "
+                         "(expected images/, voxels/<id>.mat and pairs.tsv)")
+    with pairs.open(newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or not {"image", "voxel_id"} <= set(rows[0]):
+        raise VoxelError(f"{pairs} needs the columns image, voxel_id (and model)")
+    truth: dict[str, tuple[np.ndarray, int]] = {}
+    items = []
+    for row in rows:
+        vid = str(row["voxel_id"]).strip()
+        if vid not in truth:
+            raw = read_mat(folder / "voxels" / f"{vid}.mat", key="grid")
+            if raw.ndim != 3:
+                raise VoxelError(f"voxels/{vid}.mat: grid has shape {raw.shape}, expected 3-D")
+            up2 = ikea_axes(raw >= 0.5)
+            k = canonical_yaw(up2, mean)
+            truth[vid] = (np.rot90(up2, k, axes=(0, 1)).copy(), k)
+        gt, k = truth[vid]
+        items.append(IkeaItem(folder / "images" / row["image"], vid, row.get("model", ""), gt, k))
+    return items
+
+
+# ----------------------------------------------------------------------------- scores
+def score(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> tuple[float, float]:
+    """(average precision, IoU at threshold) of probabilities `pred` against bool `gt`."""
+    gt = np.asarray(gt, bool).ravel()
+    pred = np.asarray(pred, np.float32).ravel()
+    ap = float(average_precision_score(gt, pred)) if gt.any() else float("nan")
+    hit = pred >= threshold
+    union = np.logical_or(hit, gt).sum()
+    iou = float(np.logical_and(hit, gt).sum() / union) if union else 1.0
+    return ap, iou
+
+
+@torch.inference_mode()
+def predict_logits(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    """float (N, 3, S, S) pictures in [0, 1] -> the generator's logits (N, R, R, R) at the
+    encoder's posterior means; `pipe.generate` gives sigmoid(logits)."""
+    encoder = pipe._require_encoder()
+    out = []
+    for chunk in images.split(batch_size):
+        mu, _ = encoder(chunk)
+        out.append(pipe.generator.logits(mu)[:, 0].numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """sigmoid(logits / T) in float32; T = 1 is exactly what `pipe.generate` returns."""
+    return torch.sigmoid(torch.from_numpy(np.asarray(logits, np.float32)) / float(temperature)).numpy()
+
+
+def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    """The T that maximises the likelihood of {0, 1} targets under sigmoid(logits / T)
+    (temperature scaling, Guo et al. 2017): one scalar, so the 0.5 level set, i.e. every
+    thresholded shape, is unchanged; only the ranking information of the logits survives
+    float32 rounding. BCE(s * l) is convex in s = 1/T; searched on [1e-4, 1]."""
+    from scipy.optimize import minimize_scalar
+
+    l = torch.from_numpy(np.asarray(logits, np.float32).ravel())
+    t = torch.from_numpy(np.asarray(targets, np.float32).ravel())
+
+    def nll(log_s: float) -> float:
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(l * float(np.exp(log_s)), t))
+
+    best = minimize_scalar(nll, bounds=(np.log(1e-4), 0.0), method="bounded", options={"xatol": 1e-3})
+    return float(np.exp(-best.x))
+
+
+def _score_row(logits: np.ndarray, gt: np.ndarray, threshold: float, temperature: float,
+               to_grid=None) -> dict:
+    """AP x100 / IoU as shipped (T = 1) and, when T != 1, calibrated (suffix _cal)."""
+    to_grid = to_grid or (lambda p: p)
+    ap, iou = score(to_grid(probabilities(logits)), gt, threshold)
+    row = {"ap": 100 * ap, "iou": iou}
+    if temperature != 1.0:
+        ap, iou = score(to_grid(probabilities(logits, temperature)), gt, threshold)
+        row.update(ap_cal=100 * ap, iou_cal=iou)
+    return row
+
+
+def evaluate_ikea(pipe: ChairPipeline, items: list[IkeaItem], mean: np.ndarray, threshold: float = 0.5,
+                  temperature: float = 1.0) -> dict:
+    """Per-photo and mean AP (x100) / IoU of the pipeline and of the mean chair, at 20^3."""
+    pictures = torch.stack([pipe.preprocess(item.image)[0] for item in items])
+    logits = predict_logits(pipe, pictures)
+    base = frame_to_ikea(mean)
+    rows = []
+    for item, lg in zip(items, logits):
+        bap, biou = score(base, item.gt, threshold)
+        rows.append({"image": item.image.name, "voxel_id": item.voxel_id, "model": item.model, "yaw": item.yaw,
+                     **_score_row(lg, item.gt, threshold, temperature, frame_to_ikea),
+                     "mean_chair_ap": 100 * bap, "mean_chair_iou": biou})
+    return {"n": len(rows), "threshold": threshold, "temperature": temperature, **_means(rows), "rows": rows,
+            "by_model": {m: _means([r for r in rows if r["model"] == m]) for m in sorted({r["model"] for r in rows})}}
+
+
+def _render_batches(photos, idx: np.ndarray, size: int = 64):
+    """(sorted indices, float pictures (B, 3, S, S)) of a PhotoSet in chunks."""
+    for start in range(0, len(idx), size):
+        part = np.sort(idx[start:start + size])
+        yield part, torch.from_numpy(np.asarray(photos.images[part])).permute(0, 3, 1, 2).float() / 255
+
+
+def _check_renders(pipe: ChairPipeline, photos) -> None:
+    if photos.image_size != pipe.config.image_size:
+        raise VoxelError(f"the renders are {photos.image_size} px but the encoder takes "
+                         f"{pipe.config.image_size} px; render them again with --image-size {pipe.config.image_size}")
+    if photos.resolution != pipe.resolution:
+        raise VoxelError(f"the renders carry {photos.resolution}^3 voxels but the generator makes {pipe.resolution}^3")
+
+
+def evaluate_renders(pipe: ChairPipeline, photos, mean: np.ndarray | None, threshold: float = 0.5,
+                     limit: int = 0, indices: np.ndarray | None = None, temperature: float = 1.0) -> dict:
+    """AP (x100) / IoU at our resolution on rendered photos (a train.photos.PhotoSet split);
+    mean=None skips the mean-chair baseline (its columns are NaN)."""
+    idx = np.arange(len(photos)) if indices is None else np.asarray(indices)
+    if limit and len(idx) > limit:
+        idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
+    _check_renders(pipe, photos)
+    rows = []
+    for part, images in _render_batches(photos, idx):
+        for i, lg in zip(part, predict_logits(pipe, images)):
+            gt = photos.voxels[photos.chair[i]] > 0
+            bap, biou = score(mean, gt, threshold) if mean is not None else (float("nan"), float("nan"))
+            rows.append({"index": int(i), "chair": photos.names[photos.chair[i]],
+                         **_score_row(lg, gt, threshold, temperature), "mean_chair_ap": 100 * bap,
+                         "mean_chair_iou": biou})
+    return {"n": len(rows), "chairs": len({r["chair"] for r in rows}), "threshold": threshold,
+            "temperature": temperature, **_means(rows), "rows": rows}
+
+
+def calibration_set(checkpoint: Path, photos, limit: int = 256) -> tuple[np.ndarray, str]:
+    """Render indices to fit the temperature on: the training run's held-out val chairs
+    (from the checkpoint's train_config.json, split as `train.vaegan` split them), else
+    every chair of the training split. Never IKEA photos, never the test split."""
+    from .gan import split_by_id
+
+    cfg_path = Path(checkpoint) / "train_config.json"
+    source = "training renders (no val split recorded)"
+    chairs = np.arange(len(photos.names))
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        if "val_chairs" in cfg and "seed" in cfg and "kl_weight" in cfg:  # a train.vaegan run
+            _, chairs = split_by_id(photos.names, cfg["val_chairs"], cfg["seed"])
+            source = f"renders of the run's {len(chairs)} held-out val chairs"
+    idx = np.flatnonzero(np.isin(photos.chair, chairs))
+    if len(idx) > limit:
+        idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
+    return idx, source
+
+
+def calibrate(pipe: ChairPipeline, photos, idx: np.ndarray) -> float:
+    """fit_temperature on the given renders of a PhotoSet."""
+    _check_renders(pipe, photos)
+    logits, targets = [], []
+    for part, images in _render_batches(photos, idx):
+        logits.append(predict_logits(pipe, images))
+        targets.append(photos.voxels[photos.chair[part]])
+    return fit_temperature(np.concatenate(logits), np.concatenate(targets))
+
+
+def _means(rows: list[dict]) -> dict:
+    keys = [k for k in ("ap", "iou", "ap_cal", "iou_cal", "mean_chair_ap", "mean_chair_iou") if rows and k in rows[0]]
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="IKEA photo folder (images/, voxels/, pairs.tsv)")
+    parser.add_argument("--checkpoint", default="checkpoints/chair32", help="pipeline with an encoder/ (default: %(default)s)")
+    parser.add_argument("--renders", default="", help="renders folder (python -m train.photos): its test split "
+                        "gives the held-out render figures, its training voxels the mean chair")
+    parser.add_argument("--modelnet", default="", help="ModelNet chair folder for the mean chair when there is no "
+                        "--renders (default: <data>/../modelnet10_chair_vol30)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="IoU threshold (default: %(default)s)")
+    parser.add_argument("--render-limit", type=int, default=0, help="evaluate at most this many renders (0 = all)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="also score sigmoid(logits / T); 0 (default) fits T on --renders (training renders of "
+                        "the run's held-out chairs), 1 = as shipped only")
+    parser.add_argument("--out", default="", help="folder for eval_photo.json, the per-photo CSV and a sheet")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+
+
+def training_mean_chair(renders: str, modelnet: str, data: str, resolution: int) -> tuple[np.ndarray, str]:
+    """The mean chair from the renders' training voxels, or from a ModelNet folder."""
+    if renders:
+        from .photos import PhotoSet
+
+        photos = PhotoSet(renders, "train")
+        return mean_chair(photos.voxels), f"{renders} (train voxels)"
+    from .data import load_chairs
+
+    folder = modelnet or str(Path(data).resolve().parent / "modelnet10_chair_vol30")
+    if not Path(folder).exists():
+        raise VoxelError(f"no mean chair: pass --renders or --modelnet (tried {folder})")
+    grids, _ = load_chairs(folder, "train", resolution)
+    return mean_chair(grids), folder
+
+
+def _print_block(title: str, r: dict) -> None:
+    print(title)
+    print(f"  model (as shipped)    AP {r['ap']:5.1f}   IoU {r['iou']:.3f}")
+    if "ap_cal" in r:
+        print(f"  model (T = {r['temperature']:<6.3g})    AP {r['ap_cal']:5.1f}   IoU {r['iou_cal']:.3f}")
+    print(f"  mean chair            AP {r['mean_chair_ap']:5.1f}   IoU {r['mean_chair_iou']:.3f}")
+
+
+def main(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not 0.0 < args.threshold < 1.0:
+        raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be > 0 (or 0 = fit it on renders), got {args.temperature}")
+    start = time.perf_counter()
+    pipe = ChairPipeline.from_pretrained(args.checkpoint)
+    pipe._require_encoder()
+    mean, mean_source = training_mean_chair(args.renders, args.modelnet, args.data, pipe.resolution)
+    if mean.shape[0] != pipe.resolution:
+        raise VoxelError(f"the mean chair is {mean.shape[0]}^3 but the generator makes {pipe.resolution}^3")
+    items = load_ikea(args.data, mean)
+    report = {"checkpoint": str(args.checkpoint), "mean_chair": mean_source, "threshold": args.threshold}
+    temperature = args.temperature or 1.0
+    if args.renders and not args.temperature:
+        from .photos import PhotoSet
+
+        train_photos = PhotoSet(args.renders, "train")
+        idx, source = calibration_set(Path(pipe.root), train_photos)
+        temperature = calibrate(pipe, train_photos, idx)
+        report["calibration"] = {"temperature": temperature, "fitted_on": source, "renders": len(idx)}
+        print(f"temperature T = {temperature:.3g}, fitted on {len(idx)} {source}")
+    ikea = evaluate_ikea(pipe, items, mean, args.threshold, temperature)
+    report["ikea"] = {k: v for k, v in ikea.items() if k != "rows"}
+    _print_block(f"IKEA photos ({ikea['n']}, {args.data}), AP x100 / IoU@{args.threshold:g} at 20^3:", ikea)
+    for model, m in ikea["by_model"].items():
+        cal = f", T {m['ap_cal']:5.1f}" if "ap_cal" in m else ""
+        print(f"    {model.split('/')[0]:<20} AP {m['ap']:5.1f}{cal} (mean chair {m['mean_chair_ap']:5.1f})   "
+              f"IoU {m['iou']:.3f} (mean chair {m['mean_chair_iou']:.3f})")
+    renders = None
+    if args.renders:
+        from .photos import PhotoSet
+
+        try:
+            test = PhotoSet(args.renders, "test")
+        except VoxelError as err:
+            print(f"held-out renders: skipped ({err})")
+        else:
+            renders = evaluate_renders(pipe, test, mean, args.threshold, args.render_limit, temperature=temperature)
+            report["renders"] = {k: v for k, v in renders.items() if k != "rows"}
+            _print_block(f"held-out renders ({renders['n']} of {renders['chairs']} ModelNet test chairs), "
+                         f"AP x100 / IoU@{args.threshold:g} at {pipe.resolution}^3:", renders)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "eval_photo.json", report)
+        _write_rows(out / "ikea_photos.csv", ikea["rows"])
+        if renders is not None:
+            _write_rows(out / "renders.csv", renders["rows"])
+        write_sheet(pipe, items[:16], out / "ikea_sheet.png")
+        print(f"-> {out}")
+    return 0
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    os.replace(tmp, path)
+
+
+def write_sheet(pipe: ChairPipeline, items: list[IkeaItem], path: Path, size: int = 128) -> None:
+    """Rows of (photo as the encoder sees it, its chair, the ground truth): the model card figure."""
+    from PIL import Image
+
+    from vaegan.render import contact_sheet, render_grids
+
+    tiles = []
+    for item in items:
+        seen = pipe.preprocess(item.image)[1].resize((size, size), Image.Resampling.BILINEAR)
+        vox = pipe.reconstruct(item.image)
+        gt = ikea_to_frame(item.gt, pipe.resolution)
+        tiles += [np.asarray(seen), *render_grids(np.stack([vox, gt]), size=size, points=20_000)]
+    contact_sheet(tiles, cols=6).save(path)
