@@ -15,6 +15,9 @@ COMMANDS = {
     "gan": ("train.gan", "train the 3D-GAN generator and discriminator"),
     "eval-gen": ("train.eval_gen", "evaluate a generator: COV / MMD / 1-NNA, validity, novelty"),
     "sheet": ("train.sheet", "render a contact sheet of generated chairs"),
+    "vaegan": ("train.vaegan", "train the 3D-VAE-GAN image encoder on rendered chair photos"),
+    "eval-photo": ("train.eval_photo", "photo -> chair: AP / IoU on IKEA photos and held-out renders"),
+    "classify": ("train.classify", "ModelNet10 classification with discriminator features + linear SVM"),
 }
 
 
