@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 import trimesh
 
-from vaegan import meshing
+from vaegan import fileio
 from vaegan.errors import EmptyShapeError, VoxelError
 from vaegan.figures import empty_figure, mesh_figure, voxel_figure
 from vaegan.meshing import (
@@ -255,7 +255,7 @@ def test_failed_write_keeps_existing_file(tmp_path: Path, monkeypatch: pytest.Mo
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(meshing.os, "replace", broken_replace)
+    monkeypatch.setattr(fileio.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         export_mesh(_tall_mesh(), target)
     assert target.read_bytes() == b"old"

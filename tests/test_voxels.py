@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import itertools
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -14,25 +11,9 @@ import scipy.io
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-
-def _import_voxels() -> types.ModuleType:
-    """Import vaegan.voxels even while the package __init__ imports unfinished modules."""
-    try:
-        return importlib.import_module("vaegan.voxels")
-    except ImportError:
-        for name in [m for m in sys.modules if m == "vaegan" or m.startswith("vaegan.")]:
-            del sys.modules[name]
-        pkg = types.ModuleType("vaegan")
-        pkg.__path__ = [str(ROOT / "vaegan")]
-        sys.modules["vaegan"] = pkg
-        return importlib.import_module("vaegan.voxels")
-
-
-vx = _import_voxels()
-VoxelError = importlib.import_module("vaegan.errors").VoxelError
+from vaegan import fileio  # noqa: E402
+from vaegan import voxels as vx  # noqa: E402
+from vaegan.errors import VoxelError  # noqa: E402
 
 MODELNET = DATA / "modelnet10_chair_vol30" / "train"
 SHAPENET = DATA / "shapenet_chair_binvox64"
@@ -444,7 +425,7 @@ def test_failed_replace_leaves_no_half_file(
     def boom(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(vx.os, "replace", boom)
+    monkeypatch.setattr(fileio.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         vx.write_binvox(path, _random_grid())
     assert path.read_bytes() == before

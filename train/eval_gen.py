@@ -49,11 +49,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -62,6 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from train import metrics
+from vaegan.fileio import atomic_write
 from vaegan.errors import ConfigError, EmptyShapeError, VoxelError
 
 log = logging.getLogger(__name__)
@@ -368,19 +367,8 @@ def _jsonable(obj):
 def write_json(path: str | Path, data: dict) -> Path:
     """Atomic write (temp file in the same folder + os.replace); creates parent folders."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(_jsonable(data), handle, indent=2, allow_nan=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), make_parents=True)
 
 
 def _versions() -> dict:

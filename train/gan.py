@@ -33,6 +33,7 @@ from tqdm import tqdm
 from vaegan import meshing
 from vaegan.config import ModelConfig
 from vaegan.errors import CheckpointError, ConfigError
+from vaegan.fileio import atomic_write
 from vaegan.models import Discriminator, Generator, to_channels_last
 from vaegan.pipeline import ChairPipeline
 from vaegan.render import contact_sheet, render_grids
@@ -198,9 +199,7 @@ def recalibrate_batchnorm(gen: Generator, z_dim: int, batches: int = 16, batch_s
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def split_by_id(names: list[str], n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

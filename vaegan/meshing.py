@@ -35,7 +35,6 @@ Design choices
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ import trimesh
 from scipy import ndimage
 from skimage import measure
 
+from .fileio import atomic_write
 from .errors import EmptyShapeError, VoxelError
 from .voxels import check_grid
 
@@ -211,18 +211,7 @@ def export_mesh(mesh: trimesh.Trimesh, path_or_format: str | os.PathLike[str]) -
     data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     if path is None:
         return data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: handle.write(data), make_parents=True)
 
 
 def surface_points(mesh: trimesh.Trimesh, n: int = 2048, seed: int = 0) -> np.ndarray:

@@ -21,9 +21,7 @@ Every bad input raises `VoxelError` naming the file or array and what is wrong.
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +30,7 @@ import numpy as np
 import scipy.io
 
 from vaegan.errors import VoxelError
+from vaegan.fileio import atomic_write
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -203,16 +202,7 @@ def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise VoxelError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write)
 
 
 def _binary(vox: Any, threshold: float, name: str) -> np.ndarray:
