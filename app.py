@@ -16,6 +16,7 @@ import functools
 import os
 import random
 import shutil
+import threading
 import uuid
 from pathlib import Path
 
@@ -26,15 +27,46 @@ from PIL import Image, ImageDraw
 from trimesh.visual import TextureVisuals
 from trimesh.visual.material import PBRMaterial
 
-from vaegan import ChairPipeline, figures, latents, meshing, render
+from vaegan import ChairPipeline, figures, latents, meshing, novelty, projection, render, voxels
+from vaegan import atlas as latent_atlas
+from vaegan import attributes as chair_attributes
 from vaegan.cli import (CHECKPOINT_ENV, DEFAULT_CHECKPOINT, FORMATS, load_pipeline, prepare_for_serving,
                         write_chair)
 from vaegan.errors import EmptyShapeError
 
 VIEWS = ("Mesh", "Voxels")
 SOURCES = ("Seed", "Gallery pick", "Photo", "Current chair")
-N_DIRECTIONS = 5  # Explore sliders; Studio.explore takes dir1..dir5
+N_DIRECTIONS = 5  # Explore sliders of principal directions (a checkpoint without named ones)
+MAX_NAMED = 8  # Explore sliders of named directions; Studio.explore takes dir1..dir8
 SLIDER_RANGE = 3.0  # directions are unit vectors; prior samples have std 1 along each
+DATA_ENV = "CHAIR_DATA"  # training chairs for the novelty check
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data" / "modelnet10_chair_vol30"
+VOXEL_TYPES = [".binvox", ".vox", ".npy", ".npz", ".mat"]
+# Projection of an uploaded voxel chair: a smaller bank and fewer steps than `train atlas`
+# (a few seconds on 2 cores); the IoU of the result is shown beside it.
+APP_PROJECTION = projection.ProjectionConfig(steps=80, bank=512, starts=1)
+# Clicking a point of the atlas scatter: gr.Plot exposes no click event, so this listens to
+# plotly's own plotly_click, writes the point's number into the "Chair #" box and presses
+# "Open chair" (the same event a typed number triggers). Re-attaches after each redraw.
+ATLAS_CLICK_JS = """
+() => {
+  const hook = () => {
+    const plot = document.querySelector('#atlas-plot .js-plotly-plot');
+    if (!plot || plot.dataset.atlasHook || typeof plot.on !== 'function') return;
+    plot.dataset.atlasHook = '1';
+    plot.on('plotly_click', (event) => {
+      const point = event.points && event.points[0];
+      const input = document.querySelector('#atlas-index input');
+      const button = document.querySelector('#atlas-open');
+      if (!point || point.customdata === undefined || !input || !button) return;
+      input.value = String(Number(point.customdata) + 1);
+      input.dispatchEvent(new Event('input', {bubbles: true}));
+      setTimeout(() => button.click(), 100);
+    });
+  };
+  setInterval(hook, 700);
+}
+"""
 MAX_SAMPLES = 16
 MAX_SEED = 2**31 - 1
 THUMB_SIDE = 160
@@ -54,6 +86,43 @@ CSS = """
 
 class ChairSelectionError(ValueError):
     """An operand or action refers to a chair that does not exist in this session."""
+
+
+class TrainingChairs:
+    """The training chairs for the novelty check: read from ``folder`` on first use (about
+    2 s for ModelNet's 888 chairs) and kept as packed bits (4 KB per chair). Unavailable
+    when the folder is missing or the model's resolution is not a multiple of 32."""
+
+    def __init__(self, folder: str | os.PathLike | None, resolution: int):
+        self.folder = Path(folder) if folder else None
+        self.resolution = resolution
+        self._packed: novelty.PackedGrids | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self.folder is not None and self.folder.is_dir() and self.resolution % 32 == 0
+
+    def preload(self) -> None:
+        """Read the chairs in a background thread, so the first novelty check does not wait;
+        a failure is left for that first check to report."""
+        def load():
+            try:
+                self.packed()
+            except (ValueError, OSError):
+                pass
+
+        if self.available:
+            threading.Thread(target=load, name="training-chairs", daemon=True).start()
+
+    def packed(self) -> novelty.PackedGrids:
+        with self._lock:
+            if self._packed is None:
+                from train.data import load_chairs  # the project's one ModelNet/binvox loader
+
+                grids, names = load_chairs(self.folder, "train", self.resolution)
+                self._packed = novelty.pack(grids, names=names)
+            return self._packed
 
 
 def friendly(fn):
@@ -115,11 +184,18 @@ class Studio:
     """The app's state-free logic: one instance per process, handlers per session."""
 
     def __init__(self, pipe: ChairPipeline, notice: str = "", workdir: str | os.PathLike | None = None,
-                 checkpoint: str = ""):
+                 checkpoint: str = "", data: str | os.PathLike | None = None):
         self.pipe = pipe
         self.notice = notice
         self.checkpoint = checkpoint
-        self.directions = latents.slider_directions(pipe, N_DIRECTIONS)
+        self.directions = latents.slider_directions(pipe, N_DIRECTIONS, named_k=MAX_NAMED)
+        self.named = not self.directions[0].name.startswith("PC ")
+        root = getattr(pipe, "root", None)
+        self.atlas = latent_atlas.load_atlas(root, pipe.z_dim) if latent_atlas.has_atlas(root) else None
+        self.training = TrainingChairs(data if data is not None else os.environ.get(DATA_ENV) or DEFAULT_DATA,
+                                       pipe.resolution)
+        self._bank: projection.LatentBank | None = None
+        self._bank_lock = threading.Lock()
         self.workdir = Path(workdir) if workdir else Path(gr.utils.get_upload_folder()) / SESSION_DIR
 
     # ------------------------------------------------------------------ helpers
@@ -268,10 +344,10 @@ class Studio:
 
     @friendly
     def explore(self, request: gr.Request, chair, level, smooth, view,
-                dir1=0.0, dir2=0.0, dir3=0.0, dir4=0.0, dir5=0.0):
-        """Slider values dir1..dir5 (one per direction, in prior standard deviations)."""
+                dir1=0.0, dir2=0.0, dir3=0.0, dir4=0.0, dir5=0.0, dir6=0.0, dir7=0.0, dir8=0.0):
+        """Slider values dir1..dir8 (one per direction, in prior standard deviations)."""
         chair = self._require(chair)
-        values = (dir1, dir2, dir3, dir4, dir5)[: len(self.directions)]
+        values = (dir1, dir2, dir3, dir4, dir5, dir6, dir7, dir8)[: len(self.directions)]
         alphas = [_number(a, d.name, -SLIDER_RANGE, SLIDER_RANGE) for a, d in zip(values, self.directions)]
         z = latents.apply_directions(chair.get("base", chair["z"]), self.directions, alphas)
         moved = ", ".join(f"{d.name} {a:+.1f}" for d, a in zip(self.directions, alphas) if a)
@@ -354,6 +430,61 @@ class Studio:
         chair = {"z": z.tolist(), "base": z.tolist(), "label": f"loaded: {label}"}
         return (*self._present(chair, level, smooth, view, request), level, smooth, *self._zeros())
 
+    # ------------------------------------------------------------------ latent tools
+    @friendly
+    def nearest(self, request: gr.Request, chair):
+        """The novelty check: the training chair with the highest IoU with the current chair
+        -> (its thumbnail, a markdown line). A chained event, like the realism score."""
+        if not self.training.available:
+            return None, ""
+        if not chair or "z" not in chair:
+            return None, ""
+        refs = self.training.packed()
+        vox = self.pipe.generate(self._latent(chair["z"]))[0]
+        index, iou = novelty.nearest(vox, refs)
+        i, value = int(index[0]), float(iou[0])
+        verdict = "a near-copy" if value > 0.9 else "close" if value > 0.7 else "new"
+        thumb = self._thumbnail(refs.unpack(i).astype(np.float32), 0.5, 0.0, request)
+        return thumb, f"nearest training chair: **{refs.names[i]}**, IoU **{value:.2f}** ({verdict})"
+
+    def _require_atlas(self) -> latent_atlas.Atlas:
+        if self.atlas is None:
+            raise ValueError("this checkpoint has no latent atlas (python -m train atlas --checkpoint ... --data ...)")
+        return self.atlas
+
+    @friendly
+    def atlas_plot(self, method, color):
+        """The atlas scatter: ``method`` "PCA" or "t-SNE", points coloured by attribute ``color``."""
+        return latent_atlas.atlas_figure(self._require_atlas(), method, color)
+
+    @friendly
+    def atlas_open(self, request: gr.Request, index, level, smooth, view):
+        """Make atlas chair ``index`` (1-based, as in the hover text) the current chair."""
+        atlas = self._require_atlas()
+        i = _number(index, "atlas chair #", 1, len(atlas), integer=True)
+        z = atlas.latent(i - 1).tolist()
+        chair = {"z": z, "base": z, "label": f"atlas #{i}: {atlas.names[i - 1]}"}
+        return (*self._present(chair, level, smooth, view, request), *self._zeros())
+
+    def _latent_bank(self) -> projection.LatentBank:
+        with self._bank_lock:
+            if self._bank is None:
+                self._bank = projection.latent_bank(self.pipe, APP_PROJECTION.bank, APP_PROJECTION.seed)
+            return self._bank
+
+    @friendly
+    def load_voxels(self, request: gr.Request, file, level, smooth, view):
+        """A voxel file -> projected into z (`vaegan.projection`) -> the current chair, editable
+        with the sliders like any other. The info line gives the projection's IoU."""
+        if not file:
+            raise ValueError(f"no file: upload a voxel chair ({', '.join(VOXEL_TYPES)})")
+        path = Path(file if isinstance(file, str) else getattr(file, "name", None) or file.get("path"))
+        grid = voxels.load_voxels(path, self.pipe.resolution)  # VoxelError for bad files
+        result = projection.project(self.pipe, grid, APP_PROJECTION, bank=self._latent_bank())
+        z = result.z[0].tolist()
+        chair = {"z": z, "base": z, "label": f"projected: {path.stem[:60]} (IoU {float(result.iou[0]):.2f})"}
+        return (*self._present(chair, level, smooth, view, request), *self._zeros())
+
     @staticmethod
     def operand_visibility(source):
         return (gr.update(visible=source == "Seed"), gr.update(visible=source == "Gallery pick"),
@@ -375,11 +506,14 @@ def _operand_inputs(name: str, default_source: str, default_seed: int):
     return [source, seed, index, photo]
 
 
-def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", concurrency: int = 2) -> gr.Blocks:
-    """The whole UI for ``pipe``. ``notice`` (markdown) is shown in a banner when non-empty."""
+def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", concurrency: int = 2,
+               data: str | os.PathLike | None = None) -> gr.Blocks:
+    """The whole UI for ``pipe``. ``notice`` (markdown) is shown in a banner when non-empty;
+    ``data`` is the training-chair folder of the novelty check (default: $CHAIR_DATA, else
+    ../shared/data/modelnet10_chair_vol30 beside the repository)."""
     examples = sorted(str(p) for p in (Path(__file__).parent / "examples").glob("*.png"))
     with gr.Blocks(title="Chair Studio", delete_cache=(3600, 3600), analytics_enabled=False) as demo:
-        studio = Studio(pipe, notice, Path(demo.GRADIO_CACHE) / SESSION_DIR, checkpoint)
+        studio = Studio(pipe, notice, Path(demo.GRADIO_CACHE) / SESSION_DIR, checkpoint, data)
         chair = gr.State(None)  # {"z": [...], "base": [...], "label": str}: the current chair
         batch = gr.State(None)  # the sample gallery's latents
         strip_batch = gr.State(None)  # the interpolation strip's latents
@@ -406,9 +540,12 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                         picked = gr.Number(1, precision=0, minimum=1, maximum=MAX_SAMPLES, label="Picked chair #")
                     with gr.Tab("Explore", id="explore"):
                         gr.Markdown("Move the current chair along latent directions; it updates when you let go. "
-                                    + ("These are the principal directions of the generator's first layer "
-                                       "(PC 1 changes the most), not named attributes yet."
-                                       if studio.directions[0].name.startswith("PC ") else ""))
+                                    + ("Each named direction was fitted to an attribute measured on generated "
+                                       "chairs and moves it while holding the others as still as it can "
+                                       "(the model card's disentanglement table says how well)."
+                                       if studio.named else
+                                       "These are the principal directions of the generator's first layer "
+                                       "(PC 1 changes the most), not named attributes yet."))
                         sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, 0.0, step=0.1, label=d.name,
                                              elem_id=f"dir-{i}") for i, d in enumerate(studio.directions)]
                         reset_btn = gr.Button("Reset")
@@ -443,18 +580,45 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                                            allow_preview=False, object_fit="contain", elem_classes="thumbs")
                         strip_picked = gr.Number(1, precision=0, visible=False)
                         gif = gr.Image(label="Animation", type="filepath", interactive=False, height=200)
+                    with gr.Tab("Atlas", id="atlas"):
+                        if studio.atlas is None:
+                            gr.Markdown("This checkpoint has no latent atlas yet "
+                                        "(`python -m train atlas --checkpoint ... --data ...` makes one).")
+                        else:
+                            gr.Markdown(f"The latent codes of the {len(studio.atlas)} training chairs (found by "
+                                        "projection through the generator), laid out in 2-D. Click a point, or "
+                                        "type its number, to open that chair.")
+                        with gr.Row(visible=studio.atlas is not None):
+                            atlas_method = gr.Radio(list(latent_atlas.METHODS.values()), value="generator t-SNE",
+                                                    label="Map")
+                            atlas_color = gr.Dropdown([a.label for a in chair_attributes.ATTRIBUTES],
+                                                      value=chair_attributes.ATTRIBUTES[0].label, label="Colour by")
+                        atlas_fig = gr.Plot(label="Latent atlas", elem_id="atlas-plot",
+                                            visible=studio.atlas is not None)
+                        with gr.Row(visible=studio.atlas is not None):
+                            atlas_index = gr.Number(1, precision=0, minimum=1, label="Chair #", elem_id="atlas-index")
+                            atlas_btn = gr.Button("Open chair", elem_id="atlas-open")
                     with gr.Tab("Share", id="share"):
                         gr.Markdown("Download the current chair, or load a chair `.json` someone shared.")
                         formats = gr.CheckboxGroup(list(FORMATS), value=list(FORMATS), label="Formats")
                         export_btn = gr.Button("Prepare downloads", variant="primary")
                         files = gr.File(label="Downloads", file_count="multiple", interactive=False)
                         latent_file = gr.File(label="Load a chair .json", file_types=[".json"], type="filepath")
+                        voxel_file = gr.File(label="Load a voxel chair: it is projected into the latent space, "
+                                                   "then the sliders edit it", file_types=VOXEL_TYPES,
+                                             type="filepath")
             with gr.Column(scale=6):
                 model3d = gr.Model3D(label="Current chair (drag to orbit)", clear_color=(0.96, 0.96, 0.95, 1.0),
                                      camera_position=CAMERA, height=380, elem_id="model3d")
                 with gr.Row():
                     info = gr.Markdown(elem_id="chair-info", label="Chair")
                     score = gr.Markdown(elem_id="chair-score", label="Realism")
+                with gr.Row(visible=studio.training.available, equal_height=True):
+                    nearest_img = gr.Image(label="Nearest training chair", type="filepath", interactive=False,
+                                           height=110, scale=1, min_width=110, show_label=False)
+                    nearest_info = gr.Markdown(elem_id="chair-nearest", label="Novelty")
+                if not studio.training.available:
+                    gr.Markdown("Novelty check off: no training chairs here (set `CHAIR_DATA` or `--data`).")
                 with gr.Row():
                     view = gr.Radio(list(VIEWS), value="Mesh", label="Plot", scale=1)
                     level = gr.Slider(0.05, 0.95, DEFAULT_LEVEL, step=0.01, label="Iso-level", scale=2)
@@ -497,6 +661,18 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         # as a separate event so the 3D preview never waits for the discriminator.
         chair.change(studio.realism, chair, score, api_name="realism", show_progress="hidden",
                      trigger_mode="always_last", **model_events)
+        chair.change(studio.nearest, chair, [nearest_img, nearest_info], api_name="nearest", show_progress="hidden",
+                     trigger_mode="always_last", **model_events)
+        voxel_file.upload(studio.load_voxels, [voxel_file, level, smooth, view], [*shown, *sliders],
+                          api_name="load_voxels", **model_events)
+        gr.on([atlas_method.change, atlas_color.change], studio.atlas_plot, [atlas_method, atlas_color], atlas_fig,
+              api_name="atlas_plot", show_progress="hidden", trigger_mode="always_last", **model_events)
+        if studio.atlas is not None:
+            demo.load(studio.atlas_plot, [atlas_method, atlas_color], atlas_fig, api_visibility="private",
+                      show_progress="hidden", **model_events)
+            demo.load(None, None, None, js=ATLAS_CLICK_JS)
+        atlas_btn.click(studio.atlas_open, [atlas_index, level, smooth, view], [*shown, *sliders],
+                        api_name="atlas_open", **fast)
         demo.unload(studio.cleanup)
     demo.studio = studio  # for tests and the benchmark
     return demo
@@ -514,6 +690,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="model events running at once (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--max-queue", type=int, default=64, help="queued events before 'queue full' (default 64)")
+    parser.add_argument("--data", default=None,
+                        help=f"training chairs for the novelty check (default: ${DATA_ENV}, else "
+                             "../shared/data/modelnet10_chair_vol30 beside the repository; off when absent)")
     return parser.parse_args(argv)
 
 
@@ -526,7 +705,8 @@ def main(argv=None):
         raise SystemExit(f"error: {err}") from None
     prepare_for_serving(pipe, args.threads)
     name = "random-init" if notice else str(args.checkpoint or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
-    demo = build_demo(pipe, notice, checkpoint=name, concurrency=args.concurrency)
+    demo = build_demo(pipe, notice, checkpoint=name, concurrency=args.concurrency, data=args.data)
+    demo.studio.training.preload()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS,
                 max_file_size="20mb", footer_links=["api", "gradio"])

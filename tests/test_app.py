@@ -22,7 +22,8 @@ from vaegan import ChairPipeline, latents, meshing, voxels
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
 PUBLIC_ENDPOINTS = {"/random_seed", "/sample", "/pick", "/explore", "/reset", "/render", "/photo",
-                    "/arithmetic", "/interpolate", "/pick_step", "/export", "/load_latent", "/realism"}
+                    "/arithmetic", "/interpolate", "/pick_step", "/export", "/load_latent", "/realism",
+                    "/nearest", "/load_voxels", "/atlas_plot", "/atlas_open"}
 LEVEL, SMOOTH = 0.5, 0.0
 
 
@@ -394,3 +395,108 @@ def test_bad_input_through_gradio_client_is_a_readable_error(client, tmp_path):
     bad.write_text('{"z": [1, 2, 3]}')
     with pytest.raises(AppError, match="needs 8"):
         client.predict(handle_file(str(bad)), LEVEL, SMOOTH, "Mesh", api_name="/load_latent")
+
+
+# ------------------------------------------------------------------ directions, atlas, novelty, projection
+def _pipe_with(tmp_path, resolution=16) -> ChairPipeline:
+    """A tiny pipeline loaded from a folder (so it has a root for directions / atlas files)."""
+    ChairPipeline.from_config(tiny_config(resolution), seed=0).save_pretrained(tmp_path / "ckpt")
+    return ChairPipeline.from_pretrained(tmp_path / "ckpt")
+
+
+def test_named_directions_become_eight_sliders(tmp_path):
+    from vaegan import attributes
+    from vaegan.directions import DirectionSet, save_directions
+
+    pipe = _pipe_with(tmp_path)
+    vectors = np.eye(pipe.z_dim, dtype=np.float32)[: len(attributes.NAMES)]
+    labels = tuple(a.label for a in attributes.ATTRIBUTES)
+    save_directions(pipe.root, DirectionSet(attributes.NAMES, labels, vectors))
+    studio = app.Studio(pipe, workdir=tmp_path / "s")
+    assert studio.named and [d.name for d in studio.directions] == list(labels)
+    chair = studio.sample(None, 1, 0.8, 1, LEVEL, SMOOTH, "Mesh")[3]
+    moved, *_ = studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", 0, 0, 0, 0, 0, 0, 0, 2.0)
+    np.testing.assert_allclose(np.asarray(moved["z"]) - chair["base"], 2.0 * vectors[7], atol=1e-6)
+    assert "edit mass +2.0" in moved["label"]
+    with pytest.raises(gr.Error, match="armrests must be between -3 and 3"):
+        studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", 0, 0, 0, 0, 5.0)
+    demo = app.build_demo(pipe)
+    sliders = [b for b in demo.blocks.values() if isinstance(b, gr.Slider) and str(b.elem_id).startswith("dir-")]
+    assert [s.label for s in sliders] == list(labels)
+
+
+def test_load_voxels_projects_a_file_into_an_editable_chair(studio, tiny_pipe, tmp_path):
+    target = tiny_pipe.generate(tiny_pipe.sample_latents(1, seed=9))[0] >= 0.5
+    path = tmp_path / "mine.npy"
+    np.save(path, target)
+    chair, glb, plot, info, *sliders = studio.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh")
+    assert len(chair["z"]) == tiny_pipe.z_dim and chair["base"] == chair["z"]
+    assert "projected: mine (IoU" in info and sliders == [0.0] * 5 and Path(glb).is_file()
+    moved, *_ = studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", 1.0)  # the sliders edit it
+    assert moved["z"] != chair["z"]
+    (tmp_path / "notes.txt").write_text("hello")
+    np.save(tmp_path / "flat.npy", np.zeros((16, 16)))
+    for payload, reason in ((None, "no file"), (str(tmp_path / "notes.txt"), "unsupported extension"),
+                            (str(tmp_path / "flat.npy"), "3-D")):
+        with pytest.raises(gr.Error, match=reason):
+            studio.load_voxels(None, payload, LEVEL, SMOOTH, "Mesh")
+
+
+def test_atlas_tab_plots_and_opens_chairs(tmp_path):
+    from vaegan import atlas as latent_atlas
+    from vaegan import attributes
+
+    pipe = _pipe_with(tmp_path)
+    plain = app.Studio(pipe, workdir=tmp_path / "s")
+    with pytest.raises(gr.Error, match="no latent atlas"):
+        plain.atlas_plot("PCA", "mass")
+    z = np.asarray(pipe.sample_latents(6, seed=4))
+    coords = {m: latent_atlas.embed(z, m, generator=pipe.generator) for m in latent_atlas.METHODS}
+    values = np.random.default_rng(0).random((6, len(attributes.NAMES)))
+    names = tuple(f"chair_{i}" for i in range(6))
+    latent_atlas.save_atlas(pipe.root, latent_atlas.Atlas(names, z, coords, values, np.ones(6, np.float32)))
+    studio = app.Studio(pipe, workdir=tmp_path / "s")
+    fig = studio.atlas_plot("t-SNE", "armrests")
+    assert len(fig.data[0].x) == 6
+    chair, glb, plot, info, *sliders = studio.atlas_open(None, 3, LEVEL, SMOOTH, "Mesh")
+    np.testing.assert_allclose(chair["z"], z[2], rtol=1e-6)
+    assert "atlas #3: chair_2" in info and sliders == [0.0] * 5
+    for bad in (0, 7, 1.5, None):
+        with pytest.raises(gr.Error, match="atlas chair #"):
+            studio.atlas_open(None, bad, LEVEL, SMOOTH, "Mesh")
+    with pytest.raises(gr.Error, match="unknown attribute"):
+        studio.atlas_plot("PCA", "height")
+    demo = app.build_demo(pipe)
+    assert any(isinstance(b, gr.Plot) and b.elem_id == "atlas-plot" for b in demo.blocks.values())
+
+
+def test_nearest_training_chair_when_the_data_is_there(tmp_path):
+    from test_atlas import write_modelnet
+    from train.data import load_chairs
+    from train.metrics import iou_matrix
+
+    pipe = ChairPipeline.from_config(tiny_config(32), seed=0)
+    data = write_modelnet(tmp_path / "data", n_train=4, n_test=1)
+    studio = app.Studio(pipe, workdir=tmp_path / "s", data=data)
+    assert studio.training.available
+    chair = {"z": np.asarray(pipe.sample_latents(1, seed=2))[0].tolist()}
+    thumb, text = studio.nearest(None, chair)
+    grids, names = load_chairs(data, "train", 32)
+    iou = iou_matrix(pipe.generate(chair["z"]) >= 0.5, grids)[0]
+    assert f"**{names[int(iou.argmax())]}**, IoU **{iou.max():.2f}**" in text and Path(thumb).is_file()
+    assert studio.nearest(None, None) == (None, "")
+    off = app.Studio(pipe, workdir=tmp_path / "s", data=tmp_path / "missing")
+    assert not off.training.available and off.nearest(None, chair) == (None, "")
+    tiny = app.Studio(ChairPipeline.from_config(tiny_config(16)), workdir=tmp_path / "s", data=data)
+    assert not tiny.training.available  # ModelNet chairs map to 32, 64, ... only
+
+
+def test_new_endpoints_through_gradio_client(client):
+    from gradio_client.exceptions import AppError
+
+    client.predict(1, 0.8, 2, LEVEL, SMOOTH, "Mesh", api_name="/sample")
+    assert client.predict(api_name="/nearest")[1] == ""  # no training chairs at 16^3
+    with pytest.raises(AppError, match="no latent atlas"):
+        client.predict("PCA", "mass", api_name="/atlas_plot")
+    with pytest.raises(AppError, match="no file"):
+        client.predict(None, LEVEL, SMOOTH, "Mesh", api_name="/load_voxels")

@@ -124,13 +124,16 @@ def test_slider_directions_default_to_named_pcs(tiny_pipe):
     assert [d.name for d in dirs] == ["PC 1", "PC 2", "PC 3"]
 
 
-def test_slider_directions_read_a_directions_file(tiny_pipe, tmp_path):
+def test_slider_directions_read_the_checkpoints_direction_files(tiny_pipe, tmp_path):
+    from vaegan.directions import DirectionSet, save_directions
+
     z = tiny_pipe.z_dim
-    (tmp_path / "directions.json").write_text(json.dumps({"armrests": [2.0] + [0.0] * (z - 1),
-                                                          "height": [0.0, 3.0] + [0.0] * (z - 2)}))
+    vectors = np.zeros((2, z), np.float32)
+    vectors[0, 0], vectors[1, 1] = 1.0, 1.0
+    save_directions(tmp_path, DirectionSet(("armrests", "seat_height"), ("armrests", "seat height"), vectors))
     tiny_pipe.root = tmp_path
     dirs = latents.slider_directions(tiny_pipe, 5)
-    assert [d.name for d in dirs] == ["armrests", "height"]
+    assert [d.name for d in dirs] == ["armrests", "seat height"]
     np.testing.assert_allclose(np.linalg.norm([d.vector for d in dirs], axis=1), 1.0, atol=1e-6)
     (tmp_path / "directions.json").write_text("{broken")
     with pytest.raises(LatentError, match="directions.json"):

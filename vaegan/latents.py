@@ -16,10 +16,10 @@ principal axes pulled back to z are the left singular vectors of ``M``. Directio
 direction that changes the first-layer activations most, and so on. They are *not* named
 attributes: on a random-init generator they are just the dominant linear modes.
 
-A checkpoint may override them with a ``directions.json`` in its root folder (written by the
-latent-tools work): ``{"directions": [{"name": "armrests", "vector": [...z_dim floats]}, ...]}``
-or a plain ``{"armrests": [...], ...}`` mapping. `slider_directions` is the one place the app
-asks for them.
+A checkpoint with named semantic directions (``directions.safetensors`` + ``directions.json``
+in its root folder, written by ``python -m train directions``; format and fitting in
+`vaegan.directions`) gets those instead. `slider_directions` is the one place the app asks
+for them.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ LATENT_VERSION = 1
 # below this. Anything larger is a corrupt or foreign file, not a chair we can draw.
 MAX_ABS_LATENT = 50.0
 MAX_JSON_BYTES = 1_000_000  # a 200-d latent is ~5 KB; refuse megabytes of junk early
-_DIRECTIONS_FILE = "directions.json"
 
 
 @dataclass(frozen=True)
@@ -154,12 +153,14 @@ def apply_directions(base: Any, directions: list[Direction], alphas: list[float]
 
 
 # ------------------------------------------------------------------ slider directions
-def principal_directions(generator, k: int = 5) -> np.ndarray:
+def principal_directions(generator, k: int = 5, return_variance: bool = False):
     """The top-``k`` principal directions of the generator's first-layer activations, pulled
     back to z (see the module docstring): float32 ``(k, z_dim)``, orthonormal rows.
 
     Signs are fixed so each direction's largest-magnitude entry is positive (deterministic).
     Generators whose first layer is not a ConvTranspose3d (+ BatchNorm) get the z axes.
+    With ``return_variance`` also the activation variance along each, float64 ``(k,)`` (the
+    eigenvalues of ``M Mᵀ``; all ones for the z-axes fallback).
     """
     import torch
     from torch import nn
@@ -169,7 +170,8 @@ def principal_directions(generator, k: int = 5) -> np.ndarray:
     z_dim = int(generator.config.z_dim)
     k = max(1, min(int(k), z_dim))
     if not isinstance(first, nn.ConvTranspose3d):
-        return np.eye(z_dim, dtype=np.float32)[:k]
+        axes = np.eye(z_dim, dtype=np.float32)[:k]
+        return (axes, np.ones(k)) if return_variance else axes
     with torch.no_grad():
         weight = first.weight.detach().double()  # (z_dim, C, 4, 4, 4)
         m = weight.reshape(z_dim, weight.shape[1], -1)  # (z_dim, C, 64)
@@ -181,39 +183,26 @@ def principal_directions(generator, k: int = 5) -> np.ndarray:
         m = m.reshape(z_dim, -1)
         gram = (m @ m.T).numpy()  # (z_dim, z_dim) = M M^T
     # numpy's eigh: torch's first LAPACK call costs ~1 s of lazy initialisation.
-    _, evecs = np.linalg.eigh(gram)  # ascending eigenvalues
+    evals, evecs = np.linalg.eigh(gram)  # ascending eigenvalues
     dirs = evecs[:, ::-1][:, :k].T.copy()  # (k, z_dim), largest variance first
     peak = np.argmax(np.abs(dirs), axis=1)
     dirs *= np.sign(dirs[np.arange(k), peak])[:, None]
+    if return_variance:
+        return dirs.astype(np.float32), np.maximum(evals[::-1][:k], 0.0)
     return dirs.astype(np.float32)
 
 
-def _read_named_directions(path: Path, z_dim: int) -> list[Direction]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    items = data.get("directions", data) if isinstance(data, dict) else data
-    if isinstance(items, dict):
-        items = [{"name": name, "vector": vec} for name, vec in items.items()]
-    out = []
-    for item in items:
-        vec = as_latent(item["vector"], z_dim, name=f"direction {item['name']!r}").astype(np.float64)
-        norm = np.linalg.norm(vec)
-        if norm < 1e-8:
-            raise LatentError(f"direction {item['name']!r} in {path} is all zeros")
-        out.append(Direction(str(item["name"]), (vec / norm).astype(np.float32)))
-    return out
+def slider_directions(pipe, k: int = 5, named_k: int | None = None) -> list[Direction]:
+    """The Explore sliders' directions for ``pipe``: the checkpoint's named directions (the
+    first ``named_k``, default ``k``; see `vaegan.directions`) when it has them, otherwise the
+    first ``k`` principal directions ("PC 1", "PC 2", ...)."""
+    from . import directions  # directions imports this module
 
-
-def slider_directions(pipe, k: int = 5) -> list[Direction]:
-    """The Explore sliders' directions for ``pipe``: named ones from ``<checkpoint>/directions.json``
-    when present, otherwise the first ``k`` principal directions ("PC 1", "PC 2", ...)."""
     root = getattr(pipe, "root", None)
-    if root is not None and (Path(root) / _DIRECTIONS_FILE).is_file():
-        try:
-            named = _read_named_directions(Path(root) / _DIRECTIONS_FILE, pipe.z_dim)
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise LatentError(f"{Path(root) / _DIRECTIONS_FILE} is unreadable: {err}") from err
+    if directions.has_directions(root):
+        named = directions.load_directions(root, pipe.z_dim).as_list()  # LatentError if unreadable
         if named:
-            return named[:k]
+            return named[: named_k or k]
     dirs = principal_directions(pipe.generator, k)
     return [Direction(f"PC {i + 1}", vec) for i, vec in enumerate(dirs)]
 
