@@ -33,6 +33,7 @@ settings and structure scores). No voxel data is stored, so no dataset is redist
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from . import attributes as attrs
-from .directions import finite_json
+from .directions import finite_json, write_bytes
 from .errors import LatentError
 
 __all__ = ["FORMAT", "TENSORS_FILE", "META_FILE", "PNG_FILE", "METHODS", "Atlas", "generator_coordinates", "embed",
@@ -155,8 +156,8 @@ def has_atlas(folder) -> bool:
 
 
 def save_atlas(folder: str | Path, atlas: Atlas) -> tuple[Path, Path]:
-    """Write ``atlas.safetensors`` + ``atlas.json`` into ``folder``."""
-    from safetensors.numpy import save_file
+    """Write ``atlas.safetensors`` + ``atlas.json`` into ``folder`` (each atomically)."""
+    from safetensors.numpy import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,8 +170,9 @@ def save_atlas(folder: str | Path, atlas: Atlas) -> tuple[Path, Path]:
                            for a in attrs.ATTRIBUTES]}
     meta.update({k: v for k, v in atlas.meta.items() if k not in meta})
     tensors_path, meta_path = folder / TENSORS_FILE, folder / META_FILE
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tensors_path), metadata={"format": FORMAT})
-    meta_path.write_text(json.dumps(finite_json(meta), indent=1) + "\n", encoding="utf-8")
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    write_bytes(tensors_path, save(tensors, metadata={"format": FORMAT}))
+    write_bytes(meta_path, (json.dumps(finite_json(meta), indent=1) + "\n").encode("utf-8"))
     return tensors_path, meta_path
 
 
@@ -231,13 +233,17 @@ def atlas_figure(atlas: Atlas, method: str = "gtsne", color: str = "seat_height"
         raise LatentError(f"this atlas has no {METHODS[key]} map (it has: {', '.join(atlas.coords) or 'none'})")
     j, attr = _attribute(color)
     xy = atlas.coords[key]
+    values = atlas.attributes[:, j]
+    finite = values[np.isfinite(values)]
+    lo, hi = np.percentile(finite, [2, 98]) if len(finite) else (0.0, 1.0)  # outliers do not squash the scale
     lines = [f"#{i + 1} {name}<br>" + "<br>".join(
         f"{a.label}: {atlas.attributes[i, c]:.3g}" for c, a in enumerate(attrs.ATTRIBUTES))
         + f"<br>projection IoU {atlas.iou[i]:.2f}" for i, name in enumerate(atlas.names)]
     trace = go.Scatter(
         x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=np.arange(len(atlas)), text=lines,
         hovertemplate="%{text}<extra></extra>",
-        marker=dict(size=6, color=atlas.attributes[:, j], colorscale="Viridis", showscale=True,
+        marker=dict(size=6, color=values, colorscale="Viridis", showscale=True,
+                    cmin=float(lo), cmax=float(max(hi, lo + 1e-9)),
                     colorbar=dict(title=dict(text=f"{attr.label}<br>({attr.unit})")), line=dict(width=0)),
     )
     layout = go.Layout(
@@ -298,5 +304,6 @@ def atlas_png(atlas: Atlas, path: str | Path, colors: tuple[str, ...] = ("seat_h
             sheet.paste(panel, (c * w, r * h))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, optimize=True)
-    return path
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG", optimize=True)
+    return write_bytes(path, buffer.getvalue())

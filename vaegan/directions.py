@@ -66,6 +66,7 @@ import numpy as np
 
 from . import attributes as attrs
 from .errors import LatentError
+from .fileio import atomic_write
 from .latents import Direction, as_latent
 
 __all__ = [
@@ -282,8 +283,8 @@ def has_directions(folder: str | Path | None) -> bool:
 
 
 def save_directions(folder: str | Path, dset: DirectionSet) -> tuple[Path, Path]:
-    """Write ``directions.safetensors`` + ``directions.json`` into ``folder``."""
-    from safetensors.numpy import save_file
+    """Write ``directions.safetensors`` + ``directions.json`` into ``folder`` (each atomically)."""
+    from safetensors.numpy import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -295,9 +296,14 @@ def save_directions(folder: str | Path, dset: DirectionSet) -> tuple[Path, Path]
     entries = {d.get("name"): d for d in meta.get("directions", [])}
     meta["directions"] = [{**entries.get(n, {}), "name": n, "label": lab} for n, lab in zip(dset.names, dset.labels)]
     tensors_path, meta_path = folder / TENSORS_FILE, folder / META_FILE
-    save_file(tensors, str(tensors_path), metadata={"format": FORMAT})
-    meta_path.write_text(json.dumps(finite_json(meta), indent=1) + "\n", encoding="utf-8")
+    write_bytes(tensors_path, save(tensors, metadata={"format": FORMAT}))
+    write_bytes(meta_path, (json.dumps(finite_json(meta), indent=1) + "\n").encode("utf-8"))
     return tensors_path, meta_path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """``data`` to ``path`` atomically (`vaegan.fileio.atomic_write`)."""
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def finite_json(obj):
