@@ -198,6 +198,28 @@ def recalibrate_batchnorm(gen: Generator, z_dim: int, batches: int = 16, batch_s
     gen.eval()
 
 
+# Config fields a resumed run must share with the saved one (the rest may change).
+RESUME_KEYS = ("resolution", "z_dim", "g_widths", "d_widths", "d_norm", "loss", "batch_size")
+
+
+def load_resume_state(state_path: Path, cfg, keys: tuple[str, ...]) -> dict:
+    """A run's state.pt for --resume; CheckpointError if missing or trained with other `keys`."""
+    if not state_path.is_file():
+        raise CheckpointError(f"--resume: no run to continue, {state_path} does not exist")
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    saved = state.get("config", {})
+
+    def plain(value):  # tuples and lists of the same values are the same setting
+        return list(value) if isinstance(value, tuple) else value
+
+    for key in keys:
+        mine, theirs = getattr(cfg, key), saved.get(key)
+        if plain(mine) != plain(theirs):
+            raise CheckpointError(
+                f"--resume: {state_path} was trained with {key}={theirs!r}, but this run asks for {mine!r}")
+    return state
+
+
 def atomic_torch_save(obj, path: Path) -> None:
     atomic_write(path, lambda handle: torch.save(obj, handle))
 
@@ -298,18 +320,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     torch.set_flush_denormal(True)
     out = Path(cfg.out)
     state_path = out / "state.pt"
-    state = None
-    if resume:
-        if not state_path.is_file():
-            raise CheckpointError(f"--resume: no run to continue, {state_path} does not exist")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        saved = state.get("config", {})
-        for key in ("resolution", "z_dim", "g_widths", "d_widths", "d_norm", "loss", "batch_size"):
-            mine = getattr(cfg, key)
-            theirs = saved.get(key)
-            if (list(mine) if isinstance(mine, tuple) else mine) != (list(theirs) if isinstance(theirs, tuple) else theirs):
-                raise CheckpointError(
-                    f"--resume: {state_path} was trained with {key}={theirs!r}, but this run asks for {mine!r}")
+    state = load_resume_state(state_path, cfg, RESUME_KEYS) if resume else None
     out.mkdir(parents=True, exist_ok=True)
     if main_proc:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))

@@ -43,7 +43,6 @@ recovers the held-out chairs for its calibration.
 import copy
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -61,7 +60,7 @@ from vaegan.models import Discriminator, Generator, ImageEncoder, kl_divergence,
 from vaegan.pipeline import ChairPipeline
 
 from . import photos as photo_data
-from .gan import CsvLog, atomic_torch_save, d_accuracy, recalibrate_batchnorm, split_by_id
+from .gan import CsvLog, atomic_torch_save, d_accuracy, load_resume_state, recalibrate_batchnorm, split_by_id
 
 log = logging.getLogger(__name__)
 MODES = ("frozen", "joint")
@@ -202,16 +201,7 @@ def train(cfg: VaeganConfig, resume: bool = False) -> Path:
     torch.set_flush_denormal(True)  # sparse voxels: denormals make CPU kernels crawl
     out = Path(cfg.out)
     state_path = out / "state.pt"
-    state = None
-    if resume:
-        if not state_path.is_file():
-            raise CheckpointError(f"--resume: no run to continue, {state_path} does not exist")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        saved = state.get("config", {})
-        for key in RESUME_KEYS:
-            if saved.get(key) != getattr(cfg, key):
-                raise CheckpointError(f"--resume: {state_path} was trained with {key}={saved.get(key)!r}, "
-                                      f"but this run asks for {getattr(cfg, key)!r}")
+    state = load_resume_state(state_path, cfg, RESUME_KEYS) if resume else None
 
     # The GAN whose generator turns E's latents into chairs.
     source = ChairPipeline.from_pretrained(cfg.generator)
