@@ -52,6 +52,29 @@ def test_render_views_are_reproducible_and_varied():
     assert all(0 <= p.azimuth < 360 and 0 <= p.elevation <= 40 for p in params)
 
 
+
+def test_render_views_redraws_a_view_the_preprocessing_refuses(monkeypatch):
+    """A view that comes out blank (dark chair, dark background, tight framing) is drawn again,
+    and a chair that never renders raises instead of looping (found building the training set)."""
+    real, calls = pr.render_photo, {"n": 0}
+
+    def blank_first(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ImageError("the image is blank (black): there is no chair to see")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pr, "render_photo", blank_first)
+    images, params = pr.render_views(box_chair(), 3, seed=5, size=32)
+    assert calls["n"] == 4 and len(params) == 3 and images.std() > 0
+
+    def always_blank(*args, **kwargs):
+        raise ImageError("the image is blank (black): there is no chair to see")
+
+    monkeypatch.setattr(pr, "render_photo", always_blank)
+    with pytest.raises(ImageError, match="blank"):
+        pr.render_views(box_chair(), 1, seed=5, size=32)
+
 def test_chair_is_visible_against_the_background(mesh):
     bg = np.full((128, 128, 3), 0.2, np.float32)
     params = pr.PhotoParams(color=(0.9, 0.7, 0.4), shadow=0.0)

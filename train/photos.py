@@ -113,6 +113,10 @@ def build(cfg: PhotoSetConfig, progress: bool = True) -> Path:
     try:
         for split, views in splits:
             counts[split] = _build_split(cfg, out, split, views, pool, progress)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()  # do not render the queued chairs before the error shows
+        raise
     finally:
         if pool is not None:
             pool.close()

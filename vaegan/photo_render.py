@@ -48,6 +48,7 @@ import trimesh
 from PIL import Image
 from scipy import ndimage
 
+from .errors import ImageError
 from .images import prepare_image
 from .meshing import voxels_to_mesh
 from .render import contact_sheet, view_rotation
@@ -584,6 +585,9 @@ def render_photo(grid_or_mesh, rng: np.random.Generator | int, size: int = 128, 
     return (out, params) if return_params else out
 
 
+MAX_REDRAWS = 8  # draws of a view's settings before a chair counts as unrenderable
+
+
 def render_views(grid, n: int, seed: int, size: int = 128, canvas: int | None = None,
                  ) -> tuple[np.ndarray, list[PhotoParams]]:
     """n photo-like pictures of one chair -> (uint8 (n, size, size, 3), their parameters).
@@ -594,10 +598,18 @@ def render_views(grid, n: int, seed: int, size: int = 128, canvas: int | None = 
     meshes: dict[float, trimesh.Trimesh] = {}
     images, params = np.empty((n, size, size, 3), np.uint8), []
     for i in range(n):
-        p = sample_params(rng)
-        if p.smooth not in meshes:
-            meshes[p.smooth] = voxels_to_mesh(grid, smooth=p.smooth)
-        images[i] = render_photo(meshes[p.smooth], rng, size, canvas, params=p)
+        for attempt in range(MAX_REDRAWS):
+            p = sample_params(rng)
+            if p.smooth not in meshes:
+                meshes[p.smooth] = voxels_to_mesh(grid, smooth=p.smooth)
+            try:
+                images[i] = render_photo(meshes[p.smooth], rng, size, canvas, params=p)
+                break
+            except ImageError:
+                # A dark chair on a dark background, framed tight, can come out as a picture
+                # the photo preprocessing refuses as blank, as it would a real one: draw again.
+                if attempt == MAX_REDRAWS - 1:
+                    raise
         params.append(p)
     return images, params
 
