@@ -17,7 +17,7 @@ from PIL import Image
 
 import app
 from conftest import tiny_config
-from vaegan import ChairPipeline, latents, meshing, voxels
+from vaegan import ChairPipeline, meshing, voxels
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))

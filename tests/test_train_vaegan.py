@@ -155,3 +155,61 @@ def test_renders_do_not_depend_on_the_worker_count(setup, tmp_path):
         sets.append(photo_data.PhotoSet(photo_data.build(cfg, progress=False), "train"))
     assert np.array_equal(sets[0].images, sets[1].images)
     assert np.array_equal(sets[0].azimuth, sets[1].azimuth)
+
+
+
+@pytest.fixture(scope="module")
+def generated(setup, tmp_path_factory):
+    """Renders of 6 chairs of the tiny GAN's generator, with their codes."""
+    gen = setup[1]
+    out = tmp_path_factory.mktemp("generated") / "photos"
+    return photo_data.build(photo_data.PhotoSetConfig(generator=str(gen), count=6, out=str(out), image_size=32,
+                                                      views=2, test_views=1, workers=1), progress=False)
+
+
+def test_generated_renders_carry_the_codes_of_their_chairs(setup, generated):
+    photos = photo_data.PhotoSet(generated, "train")
+    pipe = ChairPipeline.from_pretrained(setup[1])
+    assert photos.latents is not None and photos.latents.shape == (len(photos.names), pipe.z_dim)
+    assert set(photo_data.read_manifest(generated)["counts"]) == {"train"}  # no test split
+    i = int(photos.names[0][3:-2])  # gen<i>_1
+    assert np.allclose(photos.latents[0], pipe.sample_latents(6, seed=0)[i].numpy())
+    vox = pipe.generate(torch.from_numpy(photos.latents[:1]))[0] >= 0.5
+    assert (photos.voxels[0] > 0).sum() <= vox.sum()  # the sample, cut to its largest piece
+    assert not ((photos.voxels[0] > 0) & ~vox).any()
+    assert photo_data.PhotoSet(setup[2], "train").latents is None
+
+
+def test_latent_term_pulls_the_posterior_means_to_the_true_codes(setup, generated, tmp_path):
+    out = tmp_path / "run"
+    assert train_main(args(setup, out, "--steps", "12", "--generated", str(generated), "--latent-weight", "1000",
+                           "--lr", "3e-3", "--adv-weight", "0")) == 0
+    rows = (out / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("latent")
+    first, last = float(rows[1].split(",")[column]), float(rows[-1].split(",")[column])
+    assert np.isfinite(first) and last < 0.7 * first
+    # exact resume with two data sources
+    common = ["--ckpt-every-min", "0", "--generated", str(generated)]
+    assert train_main(args(setup, tmp_path / "a", "--steps", "4", *common)) == 0
+    assert train_main(args(setup, tmp_path / "b", "--steps", "2", *common)) == 0
+    assert train_main(args(setup, tmp_path / "b", "--steps", "4", "--resume", *common)) == 0
+    a = torch.load(tmp_path / "a" / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
+    for name, tensor in a["encoder"].items():
+        assert torch.allclose(tensor.float(), b["encoder"][name].float(), atol=1e-6), name
+
+
+def test_generated_renders_errors(setup, generated, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(argv):
+        return subprocess.run([sys.executable, "-m", "train", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    out = run(args(setup, tmp_path / "x", "--generated", str(setup[2]), "--steps", "1"))
+    assert out.returncode == 2 and "without latent codes" in out.stderr and "Traceback" not in out.stderr
+    out = run(args(setup, tmp_path / "y", "--generated", str(generated), "--mode", "joint"))
+    assert out.returncode == 2 and "needs --mode frozen" in out.stderr, out.stderr[-2000:]
+    with pytest.raises(Exception, match="either --data"):
+        photo_data.build(photo_data.PhotoSetConfig(data=str(setup[0]), generator=str(setup[1]), count=2,
+                                                   out=str(tmp_path / "z")))

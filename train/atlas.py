@@ -33,10 +33,9 @@ import numpy as np
 from vaegan import atlas as atl
 from vaegan import attributes as attrs
 from vaegan.errors import CheckpointError, ConfigError
-from vaegan.models import to_channels_last
-from vaegan.pipeline import ChairPipeline
 from vaegan.projection import ProjectionConfig, latent_bank, project
 
+from .common import open_checkpoint
 from .data import load_chairs
 
 log = logging.getLogger(__name__)
@@ -130,13 +129,8 @@ def summary_markdown(meta: dict) -> str:
 
 def run(cfg: AtlasConfig) -> dict:
     cfg.validate()
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
-    pipe = ChairPipeline.from_pretrained(cfg.checkpoint)
-    to_channels_last(pipe.generator)  # 1.2-1.7x faster 3-D convs on CPU, same output
+    pipe = open_checkpoint(cfg.checkpoint, cfg.threads)
     train, names = load_chairs(cfg.data, "train", pipe.resolution)
     if cfg.max_train:
         train, names = train[: cfg.max_train], names[: cfg.max_train]

@@ -32,8 +32,9 @@ import numpy as np
 from vaegan import attributes as attrs
 from vaegan import directions as dirs
 from vaegan.errors import CheckpointError, ConfigError
-from vaegan.models import to_channels_last
 from vaegan.pipeline import ChairPipeline
+
+from .common import open_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +133,8 @@ def report_markdown(meta: dict) -> str:
 
 def run(cfg: DirectionsConfig) -> dict:
     cfg.validate()
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
-    pipe = ChairPipeline.from_pretrained(cfg.checkpoint)
-    to_channels_last(pipe.generator)  # 1.2-1.7x faster 3-D convs on CPU, same output
+    pipe = open_checkpoint(cfg.checkpoint, cfg.threads)
     z, values = sample_and_measure(pipe, cfg.n, cfg.seed, cfg.batch_size)
     log.info("measured %d chairs in %.0f s", len(z), time.perf_counter() - t0)
     keep = varying(values)

@@ -13,14 +13,13 @@ through a frozen D. What a run folder holds:
 Runs under `torchrun --nproc_per_node N` with DistributedDataParallel (gloo on CPU).
 """
 
-import argparse
 import copy
 import csv
 import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ from vaegan.models import Discriminator, Generator, to_channels_last
 from vaegan.pipeline import ChairPipeline
 from vaegan.render import contact_sheet, render_grids
 
+from .common import add_config_arguments, config_values
 from .data import load_chairs
 
 log = logging.getLogger(__name__)
@@ -497,16 +497,7 @@ def export_run(run: str | Path, folder: str | Path) -> Path:
 # ----------------------------------------------------------------------------- CLI
 def add_arguments(parser) -> None:
     """One flag per TrainConfig field (`--g-widths 256 128 64`, `--no-mirror`, ...)."""
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        value = getattr(defaults, f.name)
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"(default: {value})")
-        elif isinstance(value, tuple) or f.name == "d_widths":
-            parser.add_argument(flag, type=int, nargs="+", default=value, help=f"(default: {value})")
-        else:
-            parser.add_argument(flag, type=type(value), default=value, help=f"(default: {value!r})")
+    add_config_arguments(parser, TrainConfig, list_fields=("d_widths",))
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from state.pt")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--export", metavar="FOLDER",
@@ -514,7 +505,7 @@ def add_arguments(parser) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    values = config_values(args, TrainConfig)
     for key in ("g_widths", "poses"):
         values[key] = tuple(values[key])
     if values["d_widths"] is not None:

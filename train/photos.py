@@ -17,6 +17,14 @@ A renders folder:
     <split>_meta.npz       chair int32 (N,): index into names / voxels; azimuth, elevation
                            float32 (N,) in degrees; names (C,) str; voxels uint8 (C, R, R, R)
     sheet.png              a contact sheet of the first renders
+
+Generated chairs (`--generator CKPT --count N` instead of `--data`): N samples of a checkpoint's
+generator, each thresholded at 0.5 and cleaned to its largest piece as the app meshes it,
+rendered the same way into a train split whose meta also holds `latents` float32 (C, z_dim),
+the z of each chair. These are photos whose latent code is known exactly, the second data
+source of `python -m train vaegan --generated` (see there).
+
+    python -m train.photos --generator checkpoints/chair32 --count 2000 --views 8 --out runs/photos_gen
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import logging
 import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +43,7 @@ from tqdm import tqdm
 
 from vaegan.errors import ConfigError, VoxelError
 
+from .common import add_config_arguments, config_values
 from .data import load_chairs
 
 log = logging.getLogger(__name__)
@@ -53,10 +62,14 @@ class PhotoSetConfig:
     seed: int = 0
     workers: int = 2  # render processes (1 = in this process)
     canvas: int = 0  # render canvas side; 0 = 2 x image_size
+    generator: str = ""  # instead of data: render samples of this checkpoint's generator ...
+    count: int = 0  # ... this many (seeded by seed), with their latent codes
 
     def key(self) -> dict:
         """The settings a renders folder must match to be reused."""
         key = {k: getattr(self, k) for k in ("image_size", "resolution", "views", "test_views", "seed", "canvas")}
+        if self.generator:
+            return {"generator": str(Path(self.generator).resolve()), "count": self.count, **key}
         return {"data": str(Path(self.data).resolve()), **key}
 
 
@@ -95,8 +108,10 @@ def build(cfg: PhotoSetConfig, progress: bool = True) -> Path:
     """Render every split into cfg.out (see the module docstring) and return the folder."""
     from vaegan.photo_render import photo_sheet  # noqa: F401  (import errors surface early)
 
-    if not cfg.data:
-        raise ConfigError("--data is required: a folder of voxel chairs")
+    if bool(cfg.data) == bool(cfg.generator):
+        raise ConfigError("pass either --data (a folder of voxel chairs) or --generator CKPT --count N")
+    if cfg.generator and cfg.count < 1:
+        raise ConfigError("--generator needs --count N >= 1: how many generated chairs to render")
     if cfg.views < 1 or cfg.test_views < 0 or cfg.image_size < 8:
         raise ConfigError("views must be >= 1, test_views >= 0 and image_size >= 8")
     out = Path(cfg.out)
@@ -105,7 +120,7 @@ def build(cfg: PhotoSetConfig, progress: bool = True) -> Path:
     start = time.perf_counter()
     counts = {}
     splits = [("train", cfg.views)]
-    if cfg.test_views and has_test_split(cfg.data):
+    if cfg.test_views and not cfg.generator and has_test_split(cfg.data):
         splits.append(("test", cfg.test_views))
     pool = None
     if cfg.workers > 1:
@@ -132,9 +147,36 @@ def build(cfg: PhotoSetConfig, progress: bool = True) -> Path:
     return out
 
 
+def generated_chairs(checkpoint: str, count: int, seed: int, resolution: int,
+                     batch_size: int = 50) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """`count` samples of a checkpoint's generator -> (uint8 (C, R, R, R), names, z float32 (C, z_dim)).
+
+    Each grid is thresholded at 0.5 and cut to its largest piece (what the app meshes); empty
+    samples are dropped, so C <= count. Names are `gen<i>_1`: one id per chair for split_by_id."""
+    import torch
+
+    from vaegan.meshing import keep_largest_component
+    from vaegan.pipeline import ChairPipeline
+
+    pipe = ChairPipeline.from_pretrained(checkpoint)
+    if pipe.resolution != resolution:
+        raise ConfigError(f"{checkpoint} makes {pipe.resolution}^3 chairs; --resolution is {resolution}")
+    z = pipe.sample_latents(count, seed=seed)  # (count, z_dim)
+    with torch.no_grad():
+        vox = np.concatenate([pipe.generate(part) for part in z.split(batch_size)])  # (count, R, R, R)
+    grids = np.stack([keep_largest_component(v >= 0.5) for v in vox]).astype(np.uint8)
+    keep = grids.reshape(count, -1).any(1)
+    names = [f"gen{i}_1" for i in np.flatnonzero(keep)]
+    return grids[keep], names, z.numpy()[keep]
+
+
 def _build_split(cfg: PhotoSetConfig, out: Path, split: str, views: int, pool, progress: bool) -> dict:
     """Render one split into out/<split>_images.npy + <split>_meta.npz -> its counts."""
-    grids, names = load_chairs(cfg.data, split, cfg.resolution)
+    extra = {}
+    if cfg.generator:
+        grids, names, extra["latents"] = generated_chairs(cfg.generator, cfg.count, cfg.seed, cfg.resolution)
+    else:
+        grids, names = load_chairs(cfg.data, split, cfg.resolution)
     n = len(grids) * views
     size = cfg.image_size
     tmp = out / f".{split}_images.npy.tmp"
@@ -152,7 +194,7 @@ def _build_split(cfg: PhotoSetConfig, out: Path, split: str, views: int, pool, p
     del images
     os.replace(tmp, out / f"{split}_images.npy")
     _atomic_npz(out / f"{split}_meta.npz", chair=np.repeat(np.arange(len(grids), dtype=np.int32), views),
-                azimuth=azimuth, elevation=elevation, names=np.array(names), voxels=grids.astype(np.uint8))
+                azimuth=azimuth, elevation=elevation, names=np.array(names), voxels=grids.astype(np.uint8), **extra)
     log.info("%s: %d chairs x %d views rendered", split, len(grids), views)
     return {"chairs": len(grids), "images": n}
 
@@ -184,6 +226,7 @@ class PhotoSet:
         self.azimuth, self.elevation = meta["azimuth"], meta["elevation"]
         self.names = [str(n) for n in meta["names"]]  # (C,)
         self.voxels = meta["voxels"]  # (C, R, R, R) uint8
+        self.latents = meta["latents"] if "latents" in meta.files else None  # (C, z_dim) float32: generated chairs
         if len(self.chair) != len(self.images) or self.chair.max(initial=-1) >= len(self.names):
             raise VoxelError(f"renders folder {folder}: {split}_meta.npz does not match {split}_images.npy")
 
@@ -233,16 +276,12 @@ def ensure(cfg: PhotoSetConfig, progress: bool = True) -> Path:
 
 # ----------------------------------------------------------------------------- CLI
 def add_arguments(parser) -> None:
-    defaults = PhotoSetConfig()
-    for f in fields(PhotoSetConfig):
-        value = getattr(defaults, f.name)
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(value), default=value,
-                            help=f"(default: {value!r})")
+    add_config_arguments(parser, PhotoSetConfig)
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
 
 
 def main(args) -> int:
-    cfg = PhotoSetConfig(**{f.name: getattr(args, f.name) for f in fields(PhotoSetConfig)})
+    cfg = PhotoSetConfig(**config_values(args, PhotoSetConfig))
     if args.dry_run:
         print(json.dumps(asdict(cfg), indent=2))
         return 0

@@ -265,7 +265,7 @@ def _viridis(t: np.ndarray) -> np.ndarray:
     return np.round(_VIRIDIS[lo] * (1 - frac) + _VIRIDIS[lo + 1] * frac).astype(np.uint8)
 
 
-def _panel(xy: np.ndarray, values: np.ndarray, title: str, size: int) -> "Image.Image":
+def _panel(xy: np.ndarray, values: np.ndarray, title: str, size: int):
     from PIL import Image, ImageDraw
 
     top = 18  # title band; the colour range is written in a band of the same height below
