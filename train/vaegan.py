@@ -20,17 +20,16 @@ of chair x, with z ~ q(z | y) = N(mu(y), diag sigma^2(y)) by the reparameterisat
   steps with its weight scaled by that factor (same expected gradient; D's forward and
   backward cost about 40% of a step with the 256-128-64 generator, measured).
 
-Generated chairs (`--generated FOLDER`, from `python -m train.photos --generator CKPT --count N`):
-a share (`generated_fraction`) of every batch is renders of the generator's own samples, whose
-code z is known, and for those the loss adds latent_weight * ||mu(y) - z||^2. Why: with the
-paper's objective alone, through the frozen 32^3 generator, E got stuck at held-out IoU ~0.21
-(training chairs 0.23, i.e. not overfitting: it stops improving after ~1000 steps and predicts
-near-generic chairs). The generator's map from z to voxels is steep (logits of +-44 typical),
-so the reconstruction gradient alone gives E little direction in z. Regressing projected
-codes of the training chairs (found by optimisation from random starts) failed as well (the
-loss stayed at the variance of the codes: similar chairs get unrelated codes). Photos of G's
-own samples give every picture an exact, consistent code (the encoder-on-samples of iGAN,
-Zhu et al. 2016); the reconstruction, KL and adversarial terms stay on the real renders.
+Generated chairs (`--generated FOLDER`, from `python -m train.photos --generator CKPT --count N`,
+off by default): a share (`generated_fraction`) of every batch is renders of the generator's own
+samples, whose code z is known, and for those the loss adds latent_weight * ||mu(y) - z||^2
+(the encoder-on-samples of iGAN, Zhu et al. 2016). Tried because with the paper's objective
+alone, through the frozen 32^3 generator, E stalls at held-out IoU ~0.22 after ~1000 steps,
+with the same IoU (0.23) on its own training chairs: it underfits. Measured (model card of
+chair32, "Photo -> chair: what was tried"): it did not help. Even with only the latent term,
+||mu - z||^2 stayed near 217 for 200-d codes (the prior's variance is 200): the pictures hardly
+determine z, which suggests most directions of this generator's z change its chairs too little
+to be seen in a photo.
 
 Modes (`--mode`): "frozen" (default) trains E alone against the GAN's generator and
 discriminator, kept fixed in eval mode: the paper's "separately trained" variant, which did
@@ -94,6 +93,7 @@ class VaeganConfig:
     adv_weight: float = 10.0
     adv_every: int = 2  # adversarial term every N steps, weighted N x
     pos_weight: float = 2.0  # BCE weight of occupied voxels
+    recon_weight: float = 1.0  # weight of the reconstruction term
     generated: str = ""  # renders of generated chairs with their z (`python -m train.photos --generator`)
     generated_fraction: float = 0.5  # share of each batch drawn from --generated
     latent_weight: float = 30.0  # weight of ||mu(y) - z||^2 on generated chairs, whose z is known
@@ -128,7 +128,7 @@ class VaeganConfig:
             raise ConfigError("--data is required: a ModelNet chair folder or a renders folder")
         if self.steps < 1 or self.batch_size < 2:
             raise ConfigError("steps must be >= 1 and batch_size >= 2 (BatchNorm needs a batch)")
-        if self.adv_every < 1 or min(self.kl_weight, self.adv_weight, self.pos_weight, self.latent_weight) < 0:
+        if self.adv_every < 1 or min(self.kl_weight, self.adv_weight, self.pos_weight, self.latent_weight, self.recon_weight) < 0:
             raise ConfigError("adv_every must be >= 1 and the loss weights >= 0")
         if self.generated and not 0 < self.generated_fraction < 1:
             raise ConfigError("--generated-fraction must be between 0 and 1 (exclusive)")
@@ -142,7 +142,7 @@ class VaeganConfig:
 
 
 RESUME_KEYS = ("mode", "batch_size", "generator", "kl_weight", "adv_weight", "adv_every", "pos_weight",
-               "generated", "generated_fraction", "latent_weight", "seed")
+               "generated", "generated_fraction", "latent_weight", "recon_weight", "seed")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -416,7 +416,7 @@ def train(cfg: VaeganConfig, resume: bool = False) -> Path:
         logits = gen.logits(z)
         recon = recon_loss(logits, target, cfg.pos_weight)
         kl = kl_divergence(mu, logvar)
-        loss = recon + cfg.kl_weight * kl
+        loss = cfg.recon_weight * recon + cfg.kl_weight * kl
         if gen_draw is not None:
             lat = latent_loss(mu[n_real:], z_true)
             loss = loss + cfg.latent_weight * lat
