@@ -18,7 +18,7 @@ def test_generator_and_discriminator_shapes_and_backward(resolution):
     z = torch.randn(3, cfg.z_dim)
     vox = g(z)
     assert vox.shape == (3, 1, resolution, resolution, resolution)
-    assert float(vox.min()) >= 0 and float(vox.max()) <= 1
+    assert float(vox.detach().min()) >= 0 and float(vox.detach().max()) <= 1
     logit, feats = d(vox, return_features=True)
     assert logit.shape == (3,)
     assert [f.shape[2] for f in feats] == [resolution // 2 ** (i + 1) for i in range(cfg.num_up)]
