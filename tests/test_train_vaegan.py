@@ -213,3 +213,13 @@ def test_generated_renders_errors(setup, generated, tmp_path):
     with pytest.raises(Exception, match="either --data"):
         photo_data.build(photo_data.PhotoSetConfig(data=str(setup[0]), generator=str(setup[1]), count=2,
                                                    out=str(tmp_path / "z")))
+
+
+def test_known_z_experiment_runs_and_reports(setup, generated, capsys):
+    from train.experiments import known_z
+
+    assert known_z.main(["--renders", str(generated), "--checkpoint", str(setup[1]), "--minutes", "0.02",
+                         "--every", "1", "--held-out", "2", "--threads", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert lines and "held-out IoU" in lines[0]
+    assert torch.allclose(known_z.on_shell(torch.tensor([[3.0, 4.0]])).norm(), torch.tensor(2 ** 0.5))
