@@ -250,7 +250,7 @@ def _render_batches(photos, idx: np.ndarray, size: int = 64):
     """(sorted indices, float pictures (B, 3, S, S)) of a PhotoSet in chunks."""
     for start in range(0, len(idx), size):
         part = np.sort(idx[start:start + size])
-        yield part, torch.from_numpy(np.asarray(photos.images[part])).permute(0, 3, 1, 2).float() / 255
+        yield part, photos.pictures(part)
 
 
 def _check_renders(pipe: ChairPipeline, photos) -> None:

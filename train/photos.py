@@ -153,8 +153,6 @@ def generated_chairs(checkpoint: str, count: int, seed: int, resolution: int,
 
     Each grid is thresholded at 0.5 and cut to its largest piece (what the app meshes); empty
     samples are dropped, so C <= count. Names are `gen<i>_1`: one id per chair for split_by_id."""
-    import torch
-
     from vaegan.meshing import keep_largest_component
     from vaegan.pipeline import ChairPipeline
 
@@ -162,9 +160,9 @@ def generated_chairs(checkpoint: str, count: int, seed: int, resolution: int,
     if pipe.resolution != resolution:
         raise ConfigError(f"{checkpoint} makes {pipe.resolution}^3 chairs; --resolution is {resolution}")
     z = pipe.sample_latents(count, seed=seed)  # (count, z_dim)
-    with torch.no_grad():
-        vox = np.concatenate([pipe.generate(part) for part in z.split(batch_size)])  # (count, R, R, R)
-    grids = np.stack([keep_largest_component(v >= 0.5) for v in vox]).astype(np.uint8)
+    # Thresholded a batch at a time: float grids of all samples would hold 2.6 GB at count 20000.
+    grids = np.stack([keep_largest_component(v >= 0.5) for part in z.split(batch_size)
+                      for v in pipe.generate(part)]).astype(np.uint8)  # (count, R, R, R)
     keep = grids.reshape(count, -1).any(1)
     names = [f"gen{i}_1" for i in np.flatnonzero(keep)]
     return grids[keep], names, z.numpy()[keep]
@@ -232,6 +230,12 @@ class PhotoSet:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def pictures(self, index: np.ndarray):
+        """Sorted render indices -> float pictures (B, 3, S, S) in [0, 1], as the encoder takes them."""
+        import torch
+
+        return torch.from_numpy(np.asarray(self.images[index])).permute(0, 3, 1, 2).float().div_(255)
 
     @property
     def image_size(self) -> int:

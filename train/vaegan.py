@@ -208,7 +208,7 @@ def load_generated(folder: str, mcfg: ModelConfig):
 def batch(photos, index: np.ndarray, flip: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Image indices -> (float pictures (B, 3, S, S) in [0, 1], voxel targets (B, 1, R, R, R))."""
     order = np.sort(index)  # memory-mapped reads in file order
-    x = torch.from_numpy(np.asarray(photos.images[order])).permute(0, 3, 1, 2).float().div_(255)
+    x = photos.pictures(order)
     y = torch.from_numpy(photos.voxels[photos.chair[order]]).float()  # (B, R, R, R)
     if flip is not None and flip.any():
         x[flip] = x[flip].flip(3)  # picture left/right

@@ -21,11 +21,7 @@ from vaegan import ChairPipeline
 from vaegan.models import ImageEncoder
 
 from ..photos import PhotoSet
-
-
-def pictures(photos: PhotoSet, index: np.ndarray) -> torch.Tensor:
-    """Render indices (sorted) -> float pictures (B, 3, S, S) in [0, 1]."""
-    return torch.from_numpy(np.asarray(photos.images[index])).permute(0, 3, 1, 2).float() / 255
+from ..vaegan import latent_loss
 
 
 def on_shell(mu: torch.Tensor) -> torch.Tensor:
@@ -60,16 +56,16 @@ def main(argv=None) -> int:
         step += 1
         index = np.sort(rng.choice(train_idx, 32))
         z = torch.from_numpy(photos.latents[photos.chair[index]])
-        mu, _ = encoder(pictures(photos, index))
-        loss = (mu - z).square().sum(1).mean()
+        mu, _ = encoder(photos.pictures(index))
+        loss = latent_loss(mu, z)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % args.every == 0:
             encoder.eval()
             with torch.no_grad():
-                mu, _ = encoder(pictures(photos, val_idx))
-                val_loss = (mu - torch.from_numpy(photos.latents[photos.chair[val_idx]])).square().sum(1).mean()
+                mu, _ = encoder(photos.pictures(val_idx))
+                val_loss = latent_loss(mu, torch.from_numpy(photos.latents[photos.chair[val_idx]]))
                 made = pipe.generate(on_shell(mu)) >= 0.5  # (n, R, R, R)
                 truth = photos.voxels[photos.chair[val_idx]] > 0
                 iou = ((made & truth).sum((1, 2, 3)) / np.maximum((made | truth).sum((1, 2, 3)), 1)).mean()
