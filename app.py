@@ -554,6 +554,10 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                             gr.Markdown("This checkpoint has no image encoder yet, so this tab cannot work.")
                         elif notice:
                             gr.Markdown("The encoder is untrained, so the chair will not resemble the photo yet.")
+                        else:
+                            gr.Markdown("The chair decoded from the photo's latent code. Expect the right kind of "
+                                        "chair rather than a copy: on held-out renders it overlaps the true chair "
+                                        "with IoU 0.29 on average (the model card has the figures).")
                         with gr.Row():
                             photo_in = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
                                                 label="Photo", height=240, elem_id="photo-in")

@@ -3,8 +3,7 @@
 It opens the page, samples a chair, moves an Explore slider, uploads a photo and clicks a point
 of the latent atlas. After each step it waits until the Babylon 3D viewer and the plotly view
 have *rendered pixels* (not just elements) showing the new chair, and saves screenshots to
-artifacts/browser/. The app serves a copy of the shipped checkpoint (named directions, atlas)
-plus, while chair32 has no encoder, a stand-in one (see `_checkpoint_with_encoder`).
+artifacts/browser/. The app serves the shipped checkpoint (encoder, named directions, atlas).
 With UPDATE_DOCS_SCREENSHOTS=1 it also copies them to docs/ for the README.
 
 Skipped (with the reason) only when /usr/bin/chromium or the playwright package is missing;
@@ -53,40 +52,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _checkpoint_with_encoder(folder: Path) -> Path:
-    """The shipped checkpoint, plus a stand-in encoder where it has none yet, so the photo
-    path runs end to end in the browser (upload, preprocess, encode, generate, mesh).
-
-    The stand-in maps every photo to the latent of seed 3 (zero weights, that latent as the
-    bias of its mean head): an untrained encoder's latents decode to empty grids.
-    """
-    import torch
-
-    from vaegan import ChairPipeline
-    from vaegan.models import ImageEncoder
-
-    shipped = ROOT / "checkpoints" / "chair32"
-    if not (shipped / "generator" / "config.json").is_file():
-        return folder  # no checkpoint: app.py falls back to its random-init pipeline
-    shutil.copytree(shipped, folder)  # with its named directions and atlas
-    pipe = ChairPipeline.from_pretrained(shipped)
-    if pipe.encoder is None:
-        encoder = ImageEncoder(pipe.config).eval()
-        with torch.no_grad():
-            encoder.mu.weight.zero_()
-            encoder.mu.bias.copy_(pipe.sample_latents(1, seed=3)[0])
-        encoder.save_pretrained(folder / "encoder")
-    return folder
-
-
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """`python app.py` on a free port, serving the shipped checkpoint (see above)."""
+def app_url():
+    """`python app.py` on a free port, serving the shipped checkpoint as a user gets it."""
     port = _free_port()
-    checkpoint = _checkpoint_with_encoder(tmp_path_factory.mktemp("ckpt") / "chair32")
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    if checkpoint.is_dir():
-        env["CHAIR_CHECKPOINT"] = str(checkpoint)
+    env.pop("CHAIR_CHECKPOINT", None)
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"

@@ -4,6 +4,7 @@ pipeline. Tests that need ../shared/data skip with the reason when it is absent.
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from sklearn.metrics import average_precision_score
 from conftest import tiny_config
 from train import photos as photo_data
 from train.__main__ import main as train_main
+from train.photo_spread import write_spread
 from train.data import load_chairs
 from train.eval_photo import (canonical_yaw, fit_temperature, frame_to_ikea, ikea_axes, ikea_to_frame, load_ikea,
                               mean_chair, probabilities, score)
@@ -168,6 +170,30 @@ def test_eval_photo_reports_held_out_renders(data_dir, tiny_checkpoint, tmp_path
     assert "ap_cal" in report["ikea"] and "ap_cal" in report["renders"]
     printed = capsys.readouterr().out
     assert "held-out renders" in printed and "temperature T =" in printed
+    assert "ap_mu" not in report["renders"]  # no predictive spread: reconstruct() is G(mu)
+
+    # photo-spread fits s on those renders and writes it; eval-photo then scores what
+    # reconstruct() returns (the predictive occupancy) with G(mu) beside it.
+    spread = tmp_path / "spread"
+    shutil.copytree(tiny_checkpoint, spread)
+    weights = (spread / "encoder" / "model.safetensors").read_bytes()
+    assert train_main(["photo-spread", "--checkpoint", str(spread), "--renders", str(renders), "--samples", "2",
+                       "--write", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "<- best AP" in printed and "wrote e_predictive_std" in printed
+    table = [line for line in printed.splitlines() if line.strip().startswith("s = ")]
+    assert len(table) == 8
+    pipe = ChairPipeline.from_pretrained(spread)
+    assert (spread / "encoder" / "model.safetensors").read_bytes() == weights
+    best = float([line for line in table if "best" in line][0].split()[2])
+    assert pipe.encoder.config.e_predictive_std == best
+    write_spread(spread, 1.0)  # whatever the untrained model preferred
+    assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint", str(spread),
+                       "--renders", str(renders), "--out", str(tmp_path / "eval2"), "--threads", "1"]) == 0
+    report = json.loads((tmp_path / "eval2" / "eval_photo.json").read_text())
+    assert "ap_mu" in report["renders"] and "ap_mu" in report["ikea"]
+    assert report["renders"]["ap"] != report["renders"]["ap_mu"]
+    assert "predictive occupancy" in capsys.readouterr().out
 
 
 def test_eval_photo_bad_inputs_are_clear(data_dir, tiny_checkpoint, tmp_path, capsys):

@@ -39,6 +39,36 @@ def test_contract_types_and_shapes(tiny_pipe):
     assert pipe.realism(vox).shape == (3,)
 
 
+def test_predictive_occupancy_of_reconstruct(tmp_path):
+    """e_predictive_std = 0 is G(mu); > 0 averages G over seeded draws around mu (on the
+    e_mu_radius shell when set), stays in [0, 1], is reproducible, survives save/load, and is
+    what reconstruct returns."""
+    plain = ChairPipeline.from_config(tiny_config(), seed=0)
+    image = Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))
+    mu = plain.encode(image)
+    assert np.array_equal(plain.predictive(mu), plain.generate(mu))
+    assert np.array_equal(plain.reconstruct(image), plain.generate(mu)[0])
+
+    pipe = ChairPipeline.from_config(tiny_config(e_mu_radius=2.0, e_predictive_std=0.7), seed=0)
+    mu = pipe.encode(image)
+    assert torch.allclose(mu.norm(dim=1), torch.tensor([2.0]))
+    avg = pipe.predictive(mu, samples=5)
+    assert avg.dtype == np.float32 and avg.shape == (1, 16, 16, 16) and 0 <= avg.min() and avg.max() <= 1
+    assert np.array_equal(avg, pipe.predictive(mu, samples=5))
+    gen = torch.Generator().manual_seed(0)
+    draws = [mu + 0.7 * torch.randn(mu.shape, generator=gen) for _ in range(5)]
+    expected = np.mean([pipe.generate(z * (2.0 / z.norm(dim=1, keepdim=True))) for z in draws], axis=0)
+    assert np.allclose(avg, expected, atol=1e-6)
+    assert not np.allclose(avg, pipe.generate(mu), atol=1e-4)
+    assert np.array_equal(pipe.reconstruct(image), pipe.predictive(mu)[0])
+    pipe.save_pretrained(tmp_path / "p")
+    again = ChairPipeline.from_pretrained(tmp_path / "p")
+    assert again.encoder.config.e_predictive_std == 0.7
+    assert np.array_equal(again.reconstruct(image), pipe.reconstruct(image))
+    with pytest.raises(ValueError, match="std must be"):
+        pipe.predictive(mu, std=-1.0)
+
+
 def test_same_seed_is_bit_identical(tiny_pipe):
     a = tiny_pipe.generate(tiny_pipe.sample_latents(4, seed=7))
     b = tiny_pipe.generate(tiny_pipe.sample_latents(4, seed=7))

@@ -215,11 +215,39 @@ def test_generated_renders_errors(setup, generated, tmp_path):
                                                    out=str(tmp_path / "z")))
 
 
-def test_known_z_experiment_runs_and_reports(setup, generated, capsys):
-    from train.experiments import known_z
+def test_known_z_pretraining_then_vaegan_from_it(setup, generated, tmp_path, capsys):
+    """known-z saves a pipeline whose encoder puts mu on the shell; vaegan --init-encoder starts
+    from exactly that encoder and keeps its e_mu_radius; contradicting flags are refused."""
+    from train import known_z
 
-    assert known_z.main(["--renders", str(generated), "--checkpoint", str(setup[1]), "--minutes", "0.02",
-                         "--every", "1", "--held-out", "2", "--threads", "1"]) == 0
+    pre = tmp_path / "pre"
+    assert train_main(["known-z", "--renders", str(generated), "--checkpoint", str(setup[1]), "--minutes", "0.02",
+                       "--every", "1", "--held-out", "2", "--threads", "1", "--mu-radius", "2.5",
+                       "--real", str(setup[2]), "--out", str(pre)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
-    assert lines and "held-out IoU" in lines[0]
+    assert lines and "held-out IoU" in lines[0] and "ModelNet test renders IoU" in lines[0]
+    assert json.loads((pre / "known_z.json").read_text())["step"] >= 1
+    start = ChairPipeline.from_pretrained(pre)
+    assert start.encoder.config.e_mu_radius == 2.5
+    with torch.no_grad():
+        mu, _ = start.encoder(torch.rand(3, 3, 32, 32))
+    assert torch.allclose(mu.norm(dim=1), torch.full((3,), 2.5))
     assert torch.allclose(known_z.on_shell(torch.tensor([[3.0, 4.0]])).norm(), torch.tensor(2 ** 0.5))
+
+    from train.vaegan import VaeganConfig, initial_encoder
+
+    cfg = VaeganConfig(data="x", init_encoder=str(pre))
+    encoder = initial_encoder(cfg, start.config)
+    assert encoder.training and all(p.requires_grad for p in encoder.parameters())
+    for a, b in zip(encoder.state_dict().values(), start.encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    assert train_main(args(setup, tmp_path / "run", "--init-encoder", str(pre), "--steps", "2")) == 0
+    tuned = ChairPipeline.from_pretrained(tmp_path / "run" / "checkpoint")
+    assert tuned.encoder.config.e_mu_radius == 2.5
+    with pytest.raises(Exception, match="contradicts"):
+        initial_encoder(VaeganConfig(data="x", init_encoder=str(pre), mu_radius=3.0), start.config)
+    bare = ChairPipeline(start.generator)
+    bare.save_pretrained(tmp_path / "bare")
+    with pytest.raises(Exception, match="no encoder"):
+        initial_encoder(VaeganConfig(data="x", init_encoder=str(tmp_path / "bare")), start.config)
+    assert initial_encoder(VaeganConfig(data="x", mu_radius=4.0), start.config).config.e_mu_radius == 4.0

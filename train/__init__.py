@@ -1,1 +1,1 @@
-"""Training, evaluation and experiments for the chair models: `python -m train <command>`."""
+"""Training and evaluation of the chair models: `python -m train <command>`."""

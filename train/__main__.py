@@ -17,6 +17,8 @@ COMMANDS = {
     "sheet": ("train.sheet", "render a contact sheet of generated chairs"),
     "vaegan": ("train.vaegan", "train the 3D-VAE-GAN image encoder on rendered chair photos"),
     "eval-photo": ("train.eval_photo", "photo -> chair: AP / IoU on IKEA photos and held-out renders"),
+    "known-z": ("train.known_z", "pretrain the image encoder on generated chairs' known codes"),
+    "photo-spread": ("train.photo_spread", "fit the encoder's predictive spread on held-out renders"),
     "classify": ("train.classify", "ModelNet10 classification with discriminator features + linear SVM"),
     "directions": ("train.directions", "fit named semantic + GANSpace latent directions into a checkpoint"),
     "atlas": ("train.atlas", "project the training chairs into z: 2-D latent atlas, projection IoU"),

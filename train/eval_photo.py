@@ -185,15 +185,26 @@ def score(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> tuple[flo
 
 
 @torch.inference_mode()
-def predict_logits(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
-    """float (N, 3, S, S) pictures in [0, 1] -> the generator's logits (N, R, R, R) at the
-    encoder's posterior means; `pipe.generate` gives sigmoid(logits)."""
+def predict(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+    """float (N, 3, S, S) pictures in [0, 1] -> (the generator's logits (N, R, R, R) at the
+    encoder's posterior means, whose sigmoid is G(mu); the predictive occupancy (N, R, R, R)
+    that `pipe.reconstruct` returns, or None when the encoder has no e_predictive_std and
+    reconstruct returns G(mu))."""
     encoder = pipe._require_encoder()
-    out = []
+    logits, shipped = [], []
     for chunk in images.split(batch_size):
         mu, _ = encoder(chunk)
-        out.append(pipe.generator.logits(mu)[:, 0].numpy())
-    return np.concatenate(out).astype(np.float32)
+        logits.append(pipe.generator.logits(mu)[:, 0].numpy())
+        if encoder.config.e_predictive_std > 0:
+            shipped.append(pipe.predictive(mu))
+    return np.concatenate(logits).astype(np.float32), np.concatenate(shipped) if shipped else None
+
+
+def predict_logits(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    """The generator's logits (N, R, R, R) at the posterior means of pictures (N, 3, S, S)."""
+    encoder = pipe._require_encoder()
+    with torch.inference_mode():
+        return np.concatenate([pipe.generator.logits(encoder(c)[0])[:, 0].numpy() for c in images.split(batch_size)])
 
 
 def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -219,11 +230,17 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
 
 
 def _score_row(logits: np.ndarray, gt: np.ndarray, threshold: float, temperature: float,
-               to_grid=None) -> dict:
-    """AP x100 / IoU as shipped (T = 1) and, when T != 1, calibrated (suffix _cal)."""
+               to_grid=None, shipped: np.ndarray | None = None) -> dict:
+    """AP x100 / IoU as shipped (what reconstruct returns: the predictive occupancy `shipped`
+    when given, with G(mu) beside it as suffix _mu, else G(mu)) and, when T != 1, G(mu) with
+    its logits calibrated by T (suffix _cal)."""
     to_grid = to_grid or (lambda p: p)
     ap, iou = score(to_grid(probabilities(logits)), gt, threshold)
     row = {"ap": 100 * ap, "iou": iou}
+    if shipped is not None:
+        row = {"ap_mu": 100 * ap, "iou_mu": iou}
+        ap, iou = score(to_grid(shipped), gt, threshold)
+        row.update(ap=100 * ap, iou=iou)
     if temperature != 1.0:
         ap, iou = score(to_grid(probabilities(logits, temperature)), gt, threshold)
         row.update(ap_cal=100 * ap, iou_cal=iou)
@@ -234,13 +251,14 @@ def evaluate_ikea(pipe: ChairPipeline, items: list[IkeaItem], mean: np.ndarray, 
                   temperature: float = 1.0) -> dict:
     """Per-photo and mean AP (x100) / IoU of the pipeline and of the mean chair, at 20^3."""
     pictures = torch.stack([pipe.preprocess(item.image)[0] for item in items])
-    logits = predict_logits(pipe, pictures)
+    logits, shipped = predict(pipe, pictures)
     base = frame_to_ikea(mean)
     rows = []
-    for item, lg in zip(items, logits):
+    for i, (item, lg) in enumerate(zip(items, logits)):
         bap, biou = score(base, item.gt, threshold)
         rows.append({"image": item.image.name, "voxel_id": item.voxel_id, "model": item.model, "yaw": item.yaw,
-                     **_score_row(lg, item.gt, threshold, temperature, frame_to_ikea),
+                     **_score_row(lg, item.gt, threshold, temperature, frame_to_ikea,
+                                  None if shipped is None else shipped[i]),
                      "mean_chair_ap": 100 * bap, "mean_chair_iou": biou})
     return {"n": len(rows), "threshold": threshold, "temperature": temperature, **_means(rows), "rows": rows,
             "by_model": {m: _means([r for r in rows if r["model"] == m]) for m in sorted({r["model"] for r in rows})}}
@@ -271,11 +289,13 @@ def evaluate_renders(pipe: ChairPipeline, photos, mean: np.ndarray | None, thres
     _check_renders(pipe, photos)
     rows = []
     for part, images in _render_batches(photos, idx):
-        for i, lg in zip(part, predict_logits(pipe, images)):
+        logits, shipped = predict(pipe, images)
+        for j, (i, lg) in enumerate(zip(part, logits)):
             gt = photos.voxels[photos.chair[i]] > 0
             bap, biou = score(mean, gt, threshold) if mean is not None else (float("nan"), float("nan"))
             rows.append({"index": int(i), "chair": photos.names[photos.chair[i]],
-                         **_score_row(lg, gt, threshold, temperature), "mean_chair_ap": 100 * bap,
+                         **_score_row(lg, gt, threshold, temperature, None, None if shipped is None else shipped[j]),
+                         "mean_chair_ap": 100 * bap,
                          "mean_chair_iou": biou})
     return {"n": len(rows), "chairs": len({r["chair"] for r in rows}), "threshold": threshold,
             "temperature": temperature, **_means(rows), "rows": rows}
@@ -312,7 +332,8 @@ def calibrate(pipe: ChairPipeline, photos, idx: np.ndarray) -> float:
 
 
 def _means(rows: list[dict]) -> dict:
-    keys = [k for k in ("ap", "iou", "ap_cal", "iou_cal", "mean_chair_ap", "mean_chair_iou") if rows and k in rows[0]]
+    keys = [k for k in ("ap", "iou", "ap_mu", "iou_mu", "ap_cal", "iou_cal", "mean_chair_ap", "mean_chair_iou")
+            if rows and k in rows[0]]
     return {k: float(np.mean([r[k] for r in rows])) for k in keys}
 
 
@@ -351,9 +372,12 @@ def training_mean_chair(renders: str, modelnet: str, data: str, resolution: int)
 
 def _print_block(title: str, r: dict) -> None:
     print(title)
-    print(f"  model (as shipped)    AP {r['ap']:5.1f}   IoU {r['iou']:.3f}")
+    print(f"  model (as shipped)    AP {r['ap']:5.1f}   IoU {r['iou']:.3f}"
+          + ("   (predictive occupancy, reconstruct())" if "ap_mu" in r else ""))
+    if "ap_mu" in r:
+        print(f"  model G(mu)           AP {r['ap_mu']:5.1f}   IoU {r['iou_mu']:.3f}")
     if "ap_cal" in r:
-        print(f"  model (T = {r['temperature']:<6.3g})    AP {r['ap_cal']:5.1f}   IoU {r['iou_cal']:.3f}")
+        print(f"  G(mu), T = {r['temperature']:<6.3g}     AP {r['ap_cal']:5.1f}   IoU {r['iou_cal']:.3f}")
     print(f"  mean chair            AP {r['mean_chair_ap']:5.1f}   IoU {r['mean_chair_iou']:.3f}")
 
 

@@ -31,6 +31,12 @@ chair32, "Photo -> chair: what was tried"): it did not help. Even with only the 
 determine z, which suggests most directions of this generator's z change its chairs too little
 to be seen in a photo.
 
+Start (`--init-encoder DIR`, `--mu-radius R`): E starts from DIR's encoder (e.g. the known-z
+pretraining of `python -m train known-z --out DIR`) or fresh, with its posterior mean put on
+the sphere of radius R (`ModelConfig.e_mu_radius`; sqrt(z_dim) is where N(0, I) samples lie).
+The shipped chair32 encoder was made this way (its model card, "Photo -> chair"): from a
+random start this objective stalls as described above.
+
 Modes (`--mode`): "frozen" (default) trains E alone against the GAN's generator and
 discriminator, kept fixed in eval mode: the paper's "separately trained" variant, which did
 better on IKEA in the paper, keeps the shipped generator exactly as released (samples and
@@ -52,6 +58,7 @@ recovers the held-out chairs for its calibration.
 """
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -97,6 +104,9 @@ class VaeganConfig:
     generated: str = ""  # renders of generated chairs with their z (`python -m train.photos --generator`)
     generated_fraction: float = 0.5  # share of each batch drawn from --generated
     latent_weight: float = 30.0  # weight of ||mu(y) - z||^2 on generated chairs, whose z is known
+    # --- encoder
+    init_encoder: str = ""  # start from this pipeline folder's encoder/ (e.g. python -m train known-z --out)
+    mu_radius: float = 0.0  # a fresh encoder's e_mu_radius: 14.142 = sqrt(200) puts mu on the prior's shell
     # --- optimiser
     batch_size: int = 32
     lr: float = 3e-4  # encoder, Adam
@@ -132,6 +142,8 @@ class VaeganConfig:
             raise ConfigError("adv_every must be >= 1 and the loss weights >= 0")
         if self.generated and not 0 < self.generated_fraction < 1:
             raise ConfigError("--generated-fraction must be between 0 and 1 (exclusive)")
+        if self.mu_radius < 0:
+            raise ConfigError("--mu-radius must be >= 0")
         if self.generated and self.mode == "joint":
             raise ConfigError("--generated needs --mode frozen: its chairs come from the generator being trained")
 
@@ -142,7 +154,8 @@ class VaeganConfig:
 
 
 RESUME_KEYS = ("mode", "batch_size", "generator", "kl_weight", "adv_weight", "adv_every", "pos_weight",
-               "generated", "generated_fraction", "latent_weight", "recon_weight", "seed")
+               "generated", "generated_fraction", "latent_weight", "recon_weight", "init_encoder", "mu_radius",
+               "seed")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -203,6 +216,23 @@ def load_generated(folder: str, mcfg: ModelConfig):
                           f"{generated.latents.shape[1]}-d codes; this generator needs {mcfg.image_size} px / "
                           f"{mcfg.resolution}^3 / {mcfg.z_dim}-d")
     return generated
+
+
+def initial_encoder(cfg: VaeganConfig, mcfg: ModelConfig) -> ImageEncoder:
+    """A fresh encoder (e_mu_radius = --mu-radius) or, with --init-encoder, a trainable copy of that
+    pipeline's encoder, checked against the generator it will feed."""
+    if not cfg.init_encoder:
+        return ImageEncoder(dataclasses.replace(mcfg, e_mu_radius=cfg.mu_radius))
+    start = ChairPipeline.from_pretrained(cfg.init_encoder).encoder
+    if start is None:
+        raise CheckpointError(f"--init-encoder {cfg.init_encoder} has no encoder/ folder")
+    ecfg = start.config
+    if (ecfg.z_dim, ecfg.image_size) != (mcfg.z_dim, mcfg.image_size):
+        raise ConfigError(f"--init-encoder {cfg.init_encoder} takes {ecfg.image_size} px to {ecfg.z_dim}-d codes; "
+                          f"the generator needs {mcfg.image_size} px and {mcfg.z_dim}-d")
+    if cfg.mu_radius and cfg.mu_radius != ecfg.e_mu_radius:
+        raise ConfigError(f"--mu-radius {cfg.mu_radius} contradicts --init-encoder's e_mu_radius {ecfg.e_mu_radius}")
+    return start.train().requires_grad_(True)
 
 
 def batch(photos, index: np.ndarray, flip: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,7 +339,7 @@ def train(cfg: VaeganConfig, resume: bool = False) -> Path:
 
     # Models.
     torch.manual_seed(cfg.seed)
-    encoder = ImageEncoder(mcfg)
+    encoder = initial_encoder(cfg, mcfg)
     joint = cfg.mode == "joint"
     gen.requires_grad_(joint)
     if disc is not None:

@@ -27,6 +27,17 @@ class ModelConfig:
     # Encoder conv channels, each a stride-2 conv: 128 -> 4 px in five layers like the
     # paper's five conv layers (which took 256 px; 128 px trains 4x cheaper on a CPU).
     e_widths: tuple[int, ...] = (32, 64, 128, 256, 256)
+    # > 0: the encoder's posterior mean is scaled to this norm. sqrt(z_dim) is the shell
+    # where samples of N(0, I) lie (|z| = 14.1 +- 0.7 for 200-d). Used because G(0) of the
+    # shipped generator is an empty grid: an encoder that hedges towards the mean code
+    # decodes to nothing, one on the shell always decodes to a chair. 0 = unconstrained.
+    e_mu_radius: float = 0.0
+    # > 0: `ChairPipeline.reconstruct` returns the predictive occupancy E[G(z)] over
+    # z = mu + s * eps, eps ~ N(0, I) (put back on the e_mu_radius shell when that is set),
+    # s = e_predictive_std, instead of G(mu) alone: the generator's logits are huge, so G(mu)
+    # is a 0/1 grid, and averaging over nearby chairs says which voxels are certain and
+    # which only likely. Fitted on held-out renders by `python -m train photo-spread`. 0 = G(mu).
+    e_predictive_std: float = 0.0
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists; keep one type.
@@ -57,6 +68,9 @@ class ModelConfig:
                 )
         if self.d_norm not in ("batch", "spectral"):
             raise ConfigError(f"d_norm must be 'batch' or 'spectral', got {self.d_norm!r}")
+        if self.e_mu_radius < 0 or self.e_predictive_std < 0:
+            raise ConfigError(f"e_mu_radius and e_predictive_std must be >= 0, got {self.e_mu_radius}, "
+                              f"{self.e_predictive_std}")
         if self.z_dim < 1 or min(self.g_widths + self.d_widths + self.e_widths) < 1:
             raise ConfigError("z_dim and every channel width must be positive")
         if self.image_size % 2 ** len(self.e_widths) or self.image_size < 2 ** len(self.e_widths):

@@ -125,7 +125,8 @@ class ImageEncoder(HubModule):
     """RGB image (B, 3, S, S) in [0, 1] -> (mu, logvar), each (B, z_dim).
 
     Five stride-2 convs (the paper's five layers) with BatchNorm + LeakyReLU, then two
-    linear heads. `sample(mu, logvar, generator)` is the reparameterisation trick.
+    linear heads. With `config.e_mu_radius` > 0, mu is scaled onto the sphere of that
+    radius. `sample(mu, logvar, generator)` is the reparameterisation trick.
     """
 
     # ImageNet statistics: a fixed, documented input normalisation.
@@ -150,7 +151,10 @@ class ImageEncoder(HubModule):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.net((images - self.mean) / self.std).flatten(1)
-        return self.mu(h), self.logvar(h)
+        mu = self.mu(h)  # (B, z_dim)
+        if self.config.e_mu_radius > 0:
+            mu = mu * (self.config.e_mu_radius / mu.norm(dim=1, keepdim=True).clamp(min=1e-6))
+        return mu, self.logvar(h)
 
     @staticmethod
     def sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
