@@ -223,7 +223,7 @@ def test_known_z_pretraining_then_vaegan_from_it(setup, generated, tmp_path, cap
     pre = tmp_path / "pre"
     assert train_main(["known-z", "--renders", str(generated), "--checkpoint", str(setup[1]), "--minutes", "0.02",
                        "--every", "1", "--held-out", "2", "--threads", "1", "--mu-radius", "2.5",
-                       "--real", str(setup[2]), "--out", str(pre)]) == 0
+                       "--real", str(setup[2]), "--out", str(pre), "--augment", "2"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
     assert lines and "held-out IoU" in lines[0] and "ModelNet test renders IoU" in lines[0]
     assert json.loads((pre / "known_z.json").read_text())["step"] >= 1
@@ -233,6 +233,11 @@ def test_known_z_pretraining_then_vaegan_from_it(setup, generated, tmp_path, cap
         mu, _ = start.encoder(torch.rand(3, 3, 32, 32))
     assert torch.allclose(mu.norm(dim=1), torch.full((3,), 2.5))
     assert torch.allclose(known_z.on_shell(torch.tensor([[3.0, 4.0]])).norm(), torch.tensor(2 ** 0.5))
+    pictures = torch.rand(4, 3, 32, 32)
+    seen = known_z.augment(pictures, 3, np.random.default_rng(0))
+    assert seen.shape == pictures.shape and 0 <= seen.min() and seen.max() <= 1
+    assert not torch.equal(seen, pictures)
+    assert torch.equal(seen, known_z.augment(pictures, 3, np.random.default_rng(0)))
 
     from train.vaegan import VaeganConfig, initial_encoder
 

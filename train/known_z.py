@@ -51,6 +51,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mu-radius", type=float, default=0.0, help="encoder's e_mu_radius (sqrt(z_dim) = the prior's shell)")
     parser.add_argument("--real", default="", help="ModelNet renders folder whose test split is scored too")
     parser.add_argument("--out", default="", help="save the pipeline with the best held-out encoder here")
+    parser.add_argument("--augment", type=int, default=0,
+                        help="random shifts of up to this many pixels and colour jitter (0 = off)")
 
 
 def main(args) -> int:
@@ -74,7 +76,8 @@ def main(args) -> int:
         step += 1
         index = np.sort(rng.choice(train_idx, 32))
         z = torch.from_numpy(photos.latents[photos.chair[index]])
-        mu, _ = encoder(photos.pictures(index))
+        pictures = photos.pictures(index)  # (32, 3, S, S)
+        mu, _ = encoder(augment(pictures, args.augment, rng) if args.augment else pictures)
         loss = latent_loss(mu, z)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -97,6 +100,18 @@ def main(args) -> int:
                 ChairPipeline(pipe.generator, pipe.discriminator, copy_encoder(encoder)).save_pretrained(args.out)
                 (Path(args.out) / "known_z.json").write_text(json.dumps({**vars(args), "step": step, "held_out_iou": iou}, indent=2))
     return 0
+
+
+def augment(pictures: torch.Tensor, shift: int, rng: np.random.Generator) -> torch.Tensor:
+    """Pictures (B, 3, S, S) in [0, 1], each shifted by up to `shift` px (edges replicated),
+    scaled in brightness by 0.8-1.2 and per channel by 0.9-1.1: the same chair seen a little
+    differently, so the encoder cannot key on a render's exact pixels."""
+    b, _, s, _ = pictures.shape
+    padded = torch.nn.functional.pad(pictures, (shift,) * 4, mode="replicate")
+    dx, dy = rng.integers(0, 2 * shift + 1, (2, b))
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(b)])
+    gain = torch.from_numpy(rng.uniform(0.8, 1.2, (b, 1, 1, 1)) * rng.uniform(0.9, 1.1, (b, 3, 1, 1))).float()
+    return (out * gain).clamp(0, 1)
 
 
 def decoded_iou(pipe: ChairPipeline, z: torch.Tensor, voxels: np.ndarray) -> float:
