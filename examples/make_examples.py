@@ -30,12 +30,17 @@ def box(grid, x0, x1, y0, y1, z0, z1):
     grid[x0:x1, y0:y1, z0:z1] = 1.0
 
 
+def legs(grid, xs, ys, z0, z1):
+    """Four 2x2 legs at the corners (x, y) for x in xs, y in ys, from z0 up to z1."""
+    for x in xs:
+        for y in ys:
+            box(grid, x, x + 2, y, y + 2, z0, z1)
+
+
 def dining_chair():
     g = np.zeros((R, R, R), np.float32)
     box(g, 6, 26, 7, 25, 12, 14)  # seat
-    for x in (6, 24):
-        for y in (7, 23):
-            box(g, x, x + 2, y, y + 2, 4, 12)  # legs
+    legs(g, (6, 24), (7, 23), 4, 12)
     box(g, 24, 26, 7, 25, 14, 28)  # backrest
     return g
 
@@ -43,9 +48,7 @@ def dining_chair():
 def armchair():
     g = np.zeros((R, R, R), np.float32)
     box(g, 5, 27, 5, 27, 9, 14)  # thick seat
-    for x in (5, 25):
-        for y in (5, 25):
-            box(g, x, x + 2, y, y + 2, 4, 9)  # short legs
+    legs(g, (5, 25), (5, 25), 4, 9)  # short
     box(g, 23, 27, 5, 27, 14, 27)  # backrest
     for y in (5, 24):
         box(g, 7, 23, y, y + 3, 14, 19)  # arms
@@ -55,9 +58,7 @@ def armchair():
 def slat_chair():
     g = np.zeros((R, R, R), np.float32)
     box(g, 7, 25, 8, 24, 13, 15)  # seat
-    for x in (7, 23):
-        for y in (8, 22):
-            box(g, x, x + 2, y, y + 2, 4, 13)  # legs
+    legs(g, (7, 23), (8, 22), 4, 13)
     box(g, 10, 22, 8, 10, 7, 8)  # side stretchers
     box(g, 10, 22, 22, 24, 7, 8)
     for y in (8, 12, 16, 20, 22):
