@@ -182,7 +182,7 @@ def test_eval_photo_reports_held_out_renders(data_dir, tiny_checkpoint, tmp_path
     printed = capsys.readouterr().out
     assert "<- best AP" in printed and "wrote e_predictive_std" in printed
     table = [line for line in printed.splitlines() if line.strip().startswith("s = ")]
-    assert len(table) == 8
+    assert len(table) == 10
     pipe = ChairPipeline.from_pretrained(spread)
     assert (spread / "encoder" / "model.safetensors").read_bytes() == weights
     best = float([line for line in table if "best" in line][0].split()[2])

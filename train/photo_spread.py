@@ -23,7 +23,7 @@ from vaegan import ChairPipeline
 from .eval_photo import _check_renders, _render_batches, calibration_set, score
 from .photos import PhotoSet
 
-CANDIDATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+CANDIDATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 
 
 def spread_table(pipe: ChairPipeline, photos: PhotoSet, idx: np.ndarray, candidates=CANDIDATES,
