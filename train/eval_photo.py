@@ -185,26 +185,26 @@ def score(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> tuple[flo
 
 
 @torch.inference_mode()
-def predict(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+def predict(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32,
+            predictive: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """float (N, 3, S, S) pictures in [0, 1] -> (the generator's logits (N, R, R, R) at the
     encoder's posterior means, whose sigmoid is G(mu); the predictive occupancy (N, R, R, R)
     that `pipe.reconstruct` returns, or None when the encoder has no e_predictive_std and
-    reconstruct returns G(mu))."""
+    reconstruct returns G(mu), or when `predictive` is False)."""
     encoder = pipe._require_encoder()
+    predictive = predictive and encoder.config.e_predictive_std > 0
     logits, shipped = [], []
     for chunk in images.split(batch_size):
         mu, _ = encoder(chunk)
         logits.append(pipe.generator.logits(mu)[:, 0].numpy())
-        if encoder.config.e_predictive_std > 0:
+        if predictive:
             shipped.append(pipe.predictive(mu))
     return np.concatenate(logits).astype(np.float32), np.concatenate(shipped) if shipped else None
 
 
 def predict_logits(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
     """The generator's logits (N, R, R, R) at the posterior means of pictures (N, 3, S, S)."""
-    encoder = pipe._require_encoder()
-    with torch.inference_mode():
-        return np.concatenate([pipe.generator.logits(encoder(c)[0])[:, 0].numpy() for c in images.split(batch_size)])
+    return predict(pipe, images, batch_size, predictive=False)[0]
 
 
 def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

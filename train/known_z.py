@@ -28,15 +28,15 @@ import torch
 
 from vaegan import ChairPipeline
 from vaegan.errors import ConfigError
-from vaegan.models import ImageEncoder
+from vaegan.models import ImageEncoder, to_radius
 
 from .photos import PhotoSet
-from .vaegan import latent_loss
+from .vaegan import detached_copy, latent_loss
 
 
 def on_shell(mu: torch.Tensor) -> torch.Tensor:
     """Codes (B, z_dim) rescaled to norm sqrt(z_dim), where the Gaussian prior's samples lie."""
-    return mu / mu.norm(dim=1, keepdim=True).clamp(min=1e-8) * mu.shape[1] ** 0.5
+    return to_radius(mu, mu.shape[1] ** 0.5)
 
 
 def add_arguments(parser) -> None:
@@ -97,7 +97,7 @@ def main(args) -> int:
                   f"{line} ({time.time() - start:.0f} s)", flush=True)
             if args.out and iou > best:
                 best = iou
-                ChairPipeline(pipe.generator, pipe.discriminator, copy_encoder(encoder)).save_pretrained(args.out)
+                ChairPipeline(pipe.generator, pipe.discriminator, detached_copy(encoder)).save_pretrained(args.out)
                 (Path(args.out) / "known_z.json").write_text(json.dumps({**vars(args), "step": step, "held_out_iou": iou}, indent=2))
     return 0
 
@@ -118,9 +118,3 @@ def decoded_iou(pipe: ChairPipeline, z: torch.Tensor, voxels: np.ndarray) -> flo
     """Mean IoU@0.5 of G(z) (n, R, R, R) against the chairs' voxels (n, R, R, R)."""
     made, truth = pipe.generate(z) >= 0.5, voxels > 0
     return float(((made & truth).sum((1, 2, 3)) / np.maximum((made | truth).sum((1, 2, 3)), 1)).mean())
-
-
-def copy_encoder(encoder: ImageEncoder) -> ImageEncoder:
-    fresh = ImageEncoder(encoder.config)
-    fresh.load_state_dict(encoder.state_dict())
-    return fresh.eval()

@@ -31,12 +31,14 @@ def spread_table(pipe: ChairPipeline, photos: PhotoSet, idx: np.ndarray, candida
     """Mean AP x100 / IoU@0.5 of the predictive occupancy on renders `idx`, per candidate s."""
     _check_renders(pipe, photos)
     encoder = pipe._require_encoder()
+    batches = []  # (render indices, posterior means (b, z_dim)), encoded once for every candidate
+    with torch.inference_mode():
+        for part, images in _render_batches(photos, idx):
+            batches.append((part, encoder(images)[0]))
     rows = []
     for std in candidates:
         scores = []
-        for part, images in _render_batches(photos, idx):
-            with torch.inference_mode():
-                mu, _ = encoder(images)
+        for part, mu in batches:
             prob = pipe.predictive(mu, std=std, samples=samples)  # (b, R, R, R)
             scores += [score(p, photos.voxels[photos.chair[i]] > 0) for p, i in zip(prob, part)]
         ap, iou = np.mean(scores, axis=0)

@@ -265,17 +265,21 @@ def monitor(encoder: ImageEncoder, gen: Generator, photos, val_idx: np.ndarray, 
     return out
 
 
+def detached_copy(model):
+    """A new model of the same class and config holding a CPU copy of `model`'s weights, so that
+    saving it never sees channels-last layouts, autograd state or later training steps."""
+    fresh = type(model)(model.config)
+    fresh.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    return fresh
+
+
 def save_pipeline(gen: Generator, disc: Discriminator | None, encoder: ImageEncoder, folder: Path,
                   cfg: VaeganConfig, figures: dict | None = None) -> None:
     """Write a complete pipeline folder atomically (a temp folder renamed into place)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    parts = {}
-    for name, model in (("generator", gen), ("discriminator", disc), ("encoder", encoder)):
-        if model is not None:
-            fresh = type(model)(model.config)
-            fresh.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            parts[name] = fresh
+    parts = {name: detached_copy(model) for name, model in (("generator", gen), ("discriminator", disc),
+                                                           ("encoder", encoder)) if model is not None}
     ChairPipeline(**parts).save_pretrained(tmp)
     (tmp / "train_config.json").write_text(json.dumps({**asdict(cfg), "figures": figures or {}}, indent=2))
     old = folder.with_name(folder.name + ".old")

@@ -153,7 +153,7 @@ class ImageEncoder(HubModule):
         h = self.net((images - self.mean) / self.std).flatten(1)
         mu = self.mu(h)  # (B, z_dim)
         if self.config.e_mu_radius > 0:
-            mu = mu * (self.config.e_mu_radius / mu.norm(dim=1, keepdim=True).clamp(min=1e-6))
+            mu = to_radius(mu, self.config.e_mu_radius)
         return mu, self.logvar(h)
 
     @staticmethod
@@ -161,6 +161,11 @@ class ImageEncoder(HubModule):
         """z = mu + sigma * eps, eps ~ N(0, I) drawn from `generator` for reproducibility."""
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         return mu + torch.exp(0.5 * logvar) * eps
+
+
+def to_radius(z: torch.Tensor, radius: float) -> torch.Tensor:
+    """Codes (B, z_dim) scaled to norm `radius` (the encoder's e_mu_radius shell)."""
+    return z * (radius / z.norm(dim=1, keepdim=True).clamp(min=1e-6))
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -173,4 +178,4 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last_3d)
 
 
-__all__ = ["Generator", "Discriminator", "ImageEncoder", "kl_divergence", "to_channels_last"]
+__all__ = ["Generator", "Discriminator", "ImageEncoder", "kl_divergence", "to_channels_last", "to_radius"]

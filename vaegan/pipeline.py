@@ -23,7 +23,7 @@ from . import meshing
 from .config import ModelConfig
 from .errors import CheckpointError, ImageError
 from .images import preprocess
-from .models import Discriminator, Generator, ImageEncoder, HubModule
+from .models import Discriminator, Generator, ImageEncoder, HubModule, to_radius
 from .voxels import check_grid
 
 COMPONENTS: dict[str, type[HubModule]] = {
@@ -190,7 +190,7 @@ class ChairPipeline:
         for _ in range(int(samples)):
             z = mu + std * torch.randn(mu.shape, generator=gen)  # (n, z_dim)
             if config.e_mu_radius > 0:
-                z = z * (config.e_mu_radius / z.norm(dim=1, keepdim=True).clamp(min=1e-6))
+                z = to_radius(z, config.e_mu_radius)
             total += self.generate(z)
         return (total / int(samples)).astype(np.float32)
 
