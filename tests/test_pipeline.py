@@ -69,6 +69,34 @@ def test_predictive_occupancy_of_reconstruct(tmp_path):
         pipe.predictive(mu, std=-1.0)
 
 
+def test_bank_encoder_mixture_is_what_reconstruct_returns(tmp_path):
+    """A bank encoder (e_bank_size > 0): encode gives the most probable bank code, reconstruct
+    the mixture of G over the e_bank_top most probable codes with renormalised weights; the
+    bank survives save/load."""
+    pipe = ChairPipeline.from_config(tiny_config(e_bank_size=6, e_bank_top=3), seed=0)
+    pipe.encoder.bank.copy_(pipe.sample_latents(6, seed=1))
+    image = Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))
+    picture = pipe.preprocess(image)[0][None]
+    with torch.no_grad():
+        p = pipe.encoder.bank_logits(picture).softmax(1)[0]  # (6,)
+    top = p.topk(3)
+    assert torch.equal(pipe.encode(image)[0], pipe.encoder.bank[top.indices[0]])
+    expected = sum(float(w) / float(top.values.sum()) * pipe.generate(pipe.encoder.bank[i])[0]
+                   for w, i in zip(top.values, top.indices))
+    rec = pipe.reconstruct(image)
+    assert rec.dtype == np.float32 and rec.shape == (16, 16, 16) and np.allclose(rec, expected, atol=1e-6)
+    mode, occupancy = pipe.photo_predictive(torch.cat([picture, picture]))
+    assert mode.shape == (2, 8) and occupancy.shape == (2, 16, 16, 16) and np.allclose(occupancy[1], rec, atol=1e-6)
+    pipe.save_pretrained(tmp_path / "p")
+    again = ChairPipeline.from_pretrained(tmp_path / "p")
+    assert torch.equal(again.encoder.bank, pipe.encoder.bank)
+    assert np.array_equal(again.reconstruct(image), rec)
+    with pytest.raises(ValueError, match="Gaussian posterior"):
+        ChairPipeline.from_config(tiny_config(), seed=0).encoder.bank_logits(picture)
+    with pytest.raises(ValueError, match="e_bank_size"):
+        tiny_config(e_bank_size=-1)
+
+
 def test_same_seed_is_bit_identical(tiny_pipe):
     a = tiny_pipe.generate(tiny_pipe.sample_latents(4, seed=7))
     b = tiny_pipe.generate(tiny_pipe.sample_latents(4, seed=7))

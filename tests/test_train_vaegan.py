@@ -256,3 +256,53 @@ def test_known_z_pretraining_then_vaegan_from_it(setup, generated, tmp_path, cap
     with pytest.raises(Exception, match="no encoder"):
         initial_encoder(VaeganConfig(data="x", init_encoder=str(tmp_path / "bare")), start.config)
     assert initial_encoder(VaeganConfig(data="x", mu_radius=4.0), start.config).config.e_mu_radius == 4.0
+
+
+def test_bank_encoder_training_and_its_targets(setup, tmp_path, capsys):
+    """bank-encoder: soft targets peak at the bank chair that matches, the loss is the soft
+    cross-entropy, the saved pipeline carries its bank (the seeded prior samples) and trunk start,
+    reconstruct returns its mixture; bad flags are one-line errors."""
+    from train import bank_encoder
+    from vaegan import novelty
+
+    data, gen, renders = setup
+    pipe = ChairPipeline.from_pretrained(gen)
+    z = pipe.sample_latents(5, seed=0)
+    shapes = pipe.generate(z) >= 0.5
+    q = bank_encoder.soft_targets(shapes[[3, 1]], novelty.pack(shapes), sharpness=50.0)
+    assert q.shape == (2, 5) and np.allclose(q.sum(1), 1) and list(q.argmax(1)) == [3, 1]
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    target = torch.tensor([[0.5, 0.5, 0.0]])
+    expected = -(0.5 * logits.log_softmax(1)[0, 0] + 0.5 * logits.log_softmax(1)[0, 1])
+    assert torch.isclose(bank_encoder.bank_loss(logits, target), expected)
+
+    out = tmp_path / "bank"
+    assert train_main(["bank-encoder", "--renders", str(renders), "--checkpoint", str(gen), "--init-encoder", str(gen),
+                       "--bank", "16", "--top", "4", "--minutes", "0.05", "--every", "2", "--val-chairs", "2",
+                       "--val-images", "4", "--threads", "1", "--augment", "2", "--out", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert lines and "held-out IoU" in lines[0] and "AP" in lines[0]
+    assert json.loads((out / "bank_encoder.json").read_text())["step"] >= 2
+    trained = ChairPipeline.from_pretrained(out)
+    assert (trained.encoder.config.e_bank_size, trained.encoder.config.e_bank_top) == (16, 4)
+    assert torch.equal(trained.encoder.bank, pipe.sample_latents(16, seed=0))
+    start = ChairPipeline.from_pretrained(gen).encoder
+    assert any(not torch.equal(a, b) for a, b in zip(trained.encoder.net.state_dict().values(),
+                                                      start.net.state_dict().values()))  # the trunk trained
+    picture = photo_data.PhotoSet(renders, "train").pictures(np.array([0]))
+    mode, occupancy = trained.photo_predictive(picture)
+    assert any(torch.equal(mode[0], row) for row in trained.encoder.bank)
+    assert occupancy.shape == (1, 32, 32, 32) and 0 <= occupancy.min() and occupancy.max() <= 1
+    # the Gaussian-only commands refuse it clearly
+    from train.photo_spread import spread_table
+    from train.vaegan import VaeganConfig, initial_encoder
+
+    with pytest.raises(Exception, match="no spread to fit"):
+        spread_table(trained, photo_data.PhotoSet(renders, "train"), np.array([0]))
+    with pytest.raises(Exception, match="bank encoder"):
+        initial_encoder(VaeganConfig(data="x", init_encoder=str(out)), pipe.config)
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bad = subprocess.run([sys.executable, "-m", "train", "bank-encoder", "--renders", str(renders), "--checkpoint",
+                          str(gen), "--bank", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and "--bank must be" in bad.stderr and "Traceback" not in bad.stderr

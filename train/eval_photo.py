@@ -188,17 +188,19 @@ def score(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> tuple[flo
 def predict(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32,
             predictive: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """float (N, 3, S, S) pictures in [0, 1] -> (the generator's logits (N, R, R, R) at the
-    encoder's posterior means, whose sigmoid is G(mu); the predictive occupancy (N, R, R, R)
-    that `pipe.reconstruct` returns, or None when the encoder has no e_predictive_std and
-    reconstruct returns G(mu), or when `predictive` is False)."""
-    encoder = pipe._require_encoder()
-    predictive = predictive and encoder.config.e_predictive_std > 0
+    encoder's posterior means (a bank encoder's modes), whose sigmoid is G(mu); the predictive
+    occupancy (N, R, R, R) that `pipe.reconstruct` returns, or None when that is G(mu) itself
+    (a Gaussian encoder without e_predictive_std), or when `predictive` is False)."""
+    config = pipe._require_encoder().config
+    predictive = predictive and (config.e_predictive_std > 0 or config.e_bank_size > 0)
     logits, shipped = [], []
     for chunk in images.split(batch_size):
-        mu, _ = encoder(chunk)
-        logits.append(pipe.generator.logits(mu)[:, 0].numpy())
         if predictive:
-            shipped.append(pipe.predictive(mu))
+            mu, occupancy = pipe.photo_predictive(chunk)
+            shipped.append(occupancy)
+        else:
+            mu, _ = pipe.encoder(chunk)
+        logits.append(pipe.generator.logits(mu)[:, 0].numpy())
     return np.concatenate(logits).astype(np.float32), np.concatenate(shipped) if shipped else None
 
 

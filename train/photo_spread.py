@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vaegan import ChairPipeline
+from vaegan.errors import ConfigError
 
 from .eval_photo import _check_renders, _render_batches, calibration_set, score
 from .photos import PhotoSet
@@ -31,6 +32,9 @@ def spread_table(pipe: ChairPipeline, photos: PhotoSet, idx: np.ndarray, candida
     """Mean AP x100 / IoU@0.5 of the predictive occupancy on renders `idx`, per candidate s."""
     _check_renders(pipe, photos)
     encoder = pipe._require_encoder()
+    if encoder.config.e_bank_size:
+        raise ConfigError("this encoder picks among a bank of codes (e_bank_size > 0): its predictive is the "
+                          "bank mixture, there is no spread to fit")
     batches = []  # (render indices, posterior means (b, z_dim)), encoded once for every candidate
     with torch.inference_mode():
         for part, images in _render_batches(photos, idx):

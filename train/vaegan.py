@@ -100,6 +100,7 @@ class VaeganConfig:
     adv_weight: float = 10.0
     adv_every: int = 2  # adversarial term every N steps, weighted N x
     pos_weight: float = 2.0  # BCE weight of occupied voxels
+    recon_temperature: float = 1.0  # BCE on G's logits / T: T > 1 softens the saturated logits of a GAN generator
     recon_weight: float = 1.0  # weight of the reconstruction term
     generated: str = ""  # renders of generated chairs with their z (`python -m train.photos --generator`)
     generated_fraction: float = 0.5  # share of each batch drawn from --generated
@@ -142,6 +143,8 @@ class VaeganConfig:
             raise ConfigError("adv_every must be >= 1 and the loss weights >= 0")
         if self.generated and not 0 < self.generated_fraction < 1:
             raise ConfigError("--generated-fraction must be between 0 and 1 (exclusive)")
+        if not self.recon_temperature > 0:
+            raise ConfigError("--recon-temperature must be > 0")
         if self.mu_radius < 0:
             raise ConfigError("--mu-radius must be >= 0")
         if self.generated and self.mode == "joint":
@@ -154,7 +157,7 @@ class VaeganConfig:
 
 
 RESUME_KEYS = ("mode", "batch_size", "generator", "kl_weight", "adv_weight", "adv_every", "pos_weight",
-               "generated", "generated_fraction", "latent_weight", "recon_weight", "init_encoder", "mu_radius",
+               "generated", "generated_fraction", "latent_weight", "recon_weight", "recon_temperature", "init_encoder", "mu_radius",
                "seed")
 
 
@@ -170,10 +173,11 @@ def lr_factor(cfg: VaeganConfig, step: int, elapsed: float) -> float:
     return 1.0 - (1.0 - cfg.lr_decay_final) * frac
 
 
-def recon_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
-    """Weighted BCE of logits (B, 1, R, R, R) against {0, 1} targets: summed per chair, mean over B."""
+def recon_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float, temperature: float = 1.0) -> torch.Tensor:
+    """Weighted BCE of logits / temperature (B, 1, R, R, R) against {0, 1} targets: summed per
+    chair, mean over B."""
     weight = torch.tensor(pos_weight, dtype=logits.dtype)
-    per_voxel = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight, reduction="none")
+    per_voxel = F.binary_cross_entropy_with_logits(logits / temperature, target, pos_weight=weight, reduction="none")
     return per_voxel.flatten(1).sum(1).mean()
 
 
@@ -227,6 +231,9 @@ def initial_encoder(cfg: VaeganConfig, mcfg: ModelConfig) -> ImageEncoder:
     if start is None:
         raise CheckpointError(f"--init-encoder {cfg.init_encoder} has no encoder/ folder")
     ecfg = start.config
+    if ecfg.e_bank_size:
+        raise ConfigError(f"--init-encoder {cfg.init_encoder} has a bank encoder (python -m train bank-encoder); "
+                          "this objective trains a Gaussian one: start from a Gaussian encoder or fresh")
     if (ecfg.z_dim, ecfg.image_size) != (mcfg.z_dim, mcfg.image_size):
         raise ConfigError(f"--init-encoder {cfg.init_encoder} takes {ecfg.image_size} px to {ecfg.z_dim}-d codes; "
                           f"the generator needs {mcfg.image_size} px and {mcfg.z_dim}-d")
@@ -448,7 +455,7 @@ def train(cfg: VaeganConfig, resume: bool = False) -> Path:
         logvar = logvar.clamp(-12.0, 6.0)
         z = mu + torch.exp(0.5 * logvar) * eps
         logits = gen.logits(z)
-        recon = recon_loss(logits, target, cfg.pos_weight)
+        recon = recon_loss(logits, target, cfg.pos_weight, cfg.recon_temperature)
         kl = kl_divergence(mu, logvar)
         loss = cfg.recon_weight * recon + cfg.kl_weight * kl
         if gen_draw is not None:

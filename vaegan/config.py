@@ -38,6 +38,16 @@ class ModelConfig:
     # is a 0/1 grid, and averaging over nearby chairs says which voxels are certain and
     # which only likely. Fitted on held-out renders by `python -m train photo-spread`. 0 = G(mu).
     e_predictive_std: float = 0.0
+    # > 0: the encoder's posterior is a mixture over this many fixed codes, a bank of the
+    # generator's own prior samples stored with the encoder's weights, and the encoder
+    # classifies a photo among them (`python -m train bank-encoder`). Regressing z, or
+    # descending through the frozen generator, stalls in this generator's rugged latent
+    # space (the model card, "Photo -> chair"); picking among chairs it can make does not.
+    # 0 = the paper's Gaussian posterior N(mu, sigma^2).
+    e_bank_size: int = 0
+    # Components of the bank mixture behind `reconstruct` (the most probable ones, their
+    # weights renormalised): the predictive occupancy sum_k p_k G(z_k).
+    e_bank_top: int = 32
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists; keep one type.
@@ -71,6 +81,9 @@ class ModelConfig:
         if self.e_mu_radius < 0 or self.e_predictive_std < 0:
             raise ConfigError(f"e_mu_radius and e_predictive_std must be >= 0, got {self.e_mu_radius}, "
                               f"{self.e_predictive_std}")
+        if self.e_bank_size < 0 or not 1 <= self.e_bank_top <= 1024:
+            raise ConfigError(f"e_bank_size must be >= 0 and e_bank_top in [1, 1024], got {self.e_bank_size}, "
+                              f"{self.e_bank_top}")
         if self.z_dim < 1 or min(self.g_widths + self.d_widths + self.e_widths) < 1:
             raise ConfigError("z_dim and every channel width must be positive")
         if self.image_size % 2 ** len(self.e_widths) or self.image_size < 2 ** len(self.e_widths):

@@ -2,7 +2,8 @@
 
 - `Generator`:      z (B, z_dim) -> occupancy (B, 1, R, R, R), ConvTranspose3d k4 s2.
 - `Discriminator`:  grid (B, 1, R, R, R) -> realism logit (B,), the generator's mirror.
-- `ImageEncoder`:   image (B, 3, S, S) -> mean, log-variance (B, z_dim) each.
+- `ImageEncoder`:   image (B, 3, S, S) -> mean, log-variance (B, z_dim) each (the paper's
+                    Gaussian posterior), or a mixture over a stored bank of codes.
 
 Each is an `nn.Module` + `PyTorchModelHubMixin` that saves `config.json` (a ModelConfig)
 and `model.safetensors`. Loading reads safetensors only, strictly: it never unpickles.
@@ -124,9 +125,14 @@ class Discriminator(HubModule):
 class ImageEncoder(HubModule):
     """RGB image (B, 3, S, S) in [0, 1] -> (mu, logvar), each (B, z_dim).
 
-    Five stride-2 convs (the paper's five layers) with BatchNorm + LeakyReLU, then two
-    linear heads. With `config.e_mu_radius` > 0, mu is scaled onto the sphere of that
-    radius. `sample(mu, logvar, generator)` is the reparameterisation trick.
+    Five stride-2 convs (the paper's five layers) with BatchNorm + LeakyReLU, then heads:
+    - the paper's Gaussian posterior (`config.e_bank_size` 0): two linear heads; with
+      `config.e_mu_radius` > 0, mu is scaled onto the sphere of that radius.
+      `sample(mu, logvar, generator)` is the reparameterisation trick.
+    - a mixture over a bank of K = `config.e_bank_size` fixed codes (`bank`, (K, z_dim),
+      saved with the weights): one linear head scores them (`bank_logits`). mu is then the
+      most probable code (the mixture's mode: the mean of a mixture of chairs is no chair)
+      and logvar the log mixture variance around it; `mixture` gives the top components.
     """
 
     # ImageNet statistics: a fixed, documented input normalisation.
@@ -143,18 +149,45 @@ class ImageEncoder(HubModule):
             c_in = c_out
         self.net = nn.Sequential(*layers)
         side = config.image_size // 2 ** len(config.e_widths)
-        self.mu = nn.Linear(c_in * side * side, config.z_dim)
-        self.logvar = nn.Linear(c_in * side * side, config.z_dim)
+        features = c_in * side * side
+        if config.e_bank_size:
+            self.head = nn.Linear(features, config.e_bank_size)
+            self.register_buffer("bank", torch.zeros(config.e_bank_size, config.z_dim))  # set by training
+        else:
+            self.mu = nn.Linear(features, config.z_dim)
+            self.logvar = nn.Linear(features, config.z_dim)
         self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
         self.apply(_init_weights)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [0, 1] -> flattened conv features (B, C * s * s)."""
+        return self.net((images - self.mean) / self.std).flatten(1)
+
+    def bank_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> unnormalised log-probabilities of the bank codes (B, K)."""
+        if not self.config.e_bank_size:
+            raise ValueError("this encoder has a Gaussian posterior, not a code bank")
+        return self.head(self.features(images))
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.net((images - self.mean) / self.std).flatten(1)
+        if self.config.e_bank_size:
+            p = self.bank_logits(images).softmax(1)  # (B, K)
+            mu = self.bank[p.argmax(1)]  # (B, z_dim)
+            var = torch.einsum("bk,bkd->bd", p, (self.bank[None] - mu[:, None]).square())
+            return mu, var.clamp(min=1e-12).log()
+        h = self.features(images)
         mu = self.mu(h)  # (B, z_dim)
         if self.config.e_mu_radius > 0:
             mu = to_radius(mu, self.config.e_mu_radius)
         return mu, self.logvar(h)
+
+    def mixture(self, images: torch.Tensor, top: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) -> the `top` (default config.e_bank_top) most probable bank codes
+        (B, top, z_dim) and their weights renormalised to sum to 1 (B, top)."""
+        p = self.bank_logits(images).softmax(1)
+        weights, index = p.topk(min(int(top or self.config.e_bank_top), p.shape[1]), dim=1)  # (B, top)
+        return self.bank[index], weights / weights.sum(1, keepdim=True)
 
     @staticmethod
     def sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

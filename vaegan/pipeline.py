@@ -165,11 +165,26 @@ class ChairPipeline:
 
     def reconstruct(self, image) -> np.ndarray:
         """One photo -> its chair as occupancy probabilities, np.float32 (R, R, R): the
-        predictive occupancy `predictive(encode(image))`, which is G(mu) for an encoder
-        without an e_predictive_std."""
+        encoder's predictive occupancy (`photo_predictive`), which is G(mu) for a Gaussian
+        encoder without an e_predictive_std."""
         if isinstance(image, (list, tuple)):
-            raise ImageError("reconstruct takes one image; use encode + predictive for a batch")
-        return self.predictive(self.encode(image))[0]
+            raise ImageError("reconstruct takes one image; use photo_predictive for a batch")
+        return self.photo_predictive(self.preprocess(image)[0][None])[1][0]
+
+    @torch.inference_mode()
+    def photo_predictive(self, pictures: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """Preprocessed pictures float (n, 3, S, S) in [0, 1] -> (posterior means or, for a
+        bank encoder, modes (n, z_dim); predictive occupancy np.float32 (n, R, R, R)): for a
+        bank encoder the mixture sum_k p_k G(z_k) over its e_bank_top most probable codes,
+        else `predictive(mu)`."""
+        encoder = self._require_encoder()
+        mu, _ = encoder(pictures)
+        if not encoder.config.e_bank_size:
+            return mu, self.predictive(mu)
+        codes, weights = encoder.mixture(pictures)  # (n, top, z_dim), (n, top)
+        occupancy = np.stack([np.tensordot(w.numpy().astype(np.float64), self.generate(c), axes=1)
+                              for c, w in zip(codes, weights)])  # (n, R, R, R)
+        return mu, occupancy.astype(np.float32)
 
     @torch.inference_mode()
     def predictive(self, mu, std: float | None = None, samples: int = PREDICTIVE_SAMPLES,
