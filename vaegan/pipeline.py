@@ -154,7 +154,8 @@ class ChairPipeline:
 
     @torch.inference_mode()
     def encode(self, image) -> torch.Tensor:
-        """A PIL image (or path/bytes/array) or a list of them -> posterior means (n, z_dim)."""
+        """A PIL image (or path/bytes/array) or a list of them -> posterior means (n, z_dim)
+        (for a bank encoder, the most probable bank code: a mixture's mean is no chair)."""
         encoder = self._require_encoder()
         images = image if isinstance(image, (list, tuple)) else [image]
         if not images:
@@ -178,13 +179,13 @@ class ChairPipeline:
         bank encoder the mixture sum_k p_k G(z_k) over its e_bank_top most probable codes,
         else `predictive(mu)`."""
         encoder = self._require_encoder()
-        mu, _ = encoder(pictures)
         if not encoder.config.e_bank_size:
+            mu, _ = encoder(pictures)
             return mu, self.predictive(mu)
-        codes, weights = encoder.mixture(pictures)  # (n, top, z_dim), (n, top)
+        codes, weights = encoder.mixture(pictures)  # (n, top, z_dim), (n, top), most probable first
         occupancy = np.stack([np.tensordot(w.numpy().astype(np.float64), self.generate(c), axes=1)
                               for c, w in zip(codes, weights)])  # (n, R, R, R)
-        return mu, occupancy.astype(np.float32)
+        return codes[:, 0], occupancy.astype(np.float32)
 
     @torch.inference_mode()
     def predictive(self, mu, std: float | None = None, samples: int = PREDICTIVE_SAMPLES,
