@@ -306,3 +306,18 @@ def test_bank_encoder_training_and_its_targets(setup, tmp_path, capsys):
     bad = subprocess.run([sys.executable, "-m", "train", "bank-encoder", "--renders", str(renders), "--checkpoint",
                           str(gen), "--bank", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 2 and "--bank must be" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_voxel_probe_reports_held_out_iou(setup, capsys):
+    """voxel-probe (the diagnostic without the generator) trains, prints held-out IoU in [0, 1]
+    for the same val split as vaegan, and refuses a bad budget in one line."""
+    from train import voxel_probe
+
+    data, gen, renders = setup
+    assert train_main(["voxel-probe", "--renders", str(renders), "--init-encoder", str(gen), "--minutes", "0.03",
+                       "--every", "2", "--val-chairs", "2", "--val-images", "4", "--threads", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    final = [line for line in out if line.startswith("final")]
+    assert final and 0.0 <= float(final[0].rsplit(" ", 1)[1]) <= 1.0
+    assert torch.Size([3, 1, 32, 32, 32]) == voxel_probe.VoxelDecoder(16, 32)(torch.rand(3, 16)).shape
+    assert train_main(["voxel-probe", "--renders", str(renders), "--minutes", "0"]) == 2

@@ -52,11 +52,11 @@ from vaegan.errors import CheckpointError, ConfigError
 from vaegan.models import ImageEncoder
 from vaegan.projection import latent_bank
 
+from .common import add_timed_run_arguments, optimiser_step
 from .eval_photo import score
-from .gan import split_by_id
 from .known_z import augment
 from .photos import PhotoSet
-from .vaegan import Cycler, detached_copy
+from .vaegan import Cycler, detached_copy, held_out_split
 
 
 def add_arguments(parser) -> None:
@@ -65,18 +65,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--init-encoder", default="", help="start the conv trunk from this pipeline's encoder")
     parser.add_argument("--bank", type=int, default=8192, help="bank size K (default: %(default)s)")
     parser.add_argument("--top", type=int, default=32, help="components behind reconstruct (default: %(default)s)")
+    add_timed_run_arguments(parser, minutes=40.0, lr=3e-4, every=1000)
     parser.add_argument("--sharpness", type=float, default=30.0, help="soft-target sharpness (default: %(default)s)")
-    parser.add_argument("--minutes", type=float, default=40.0)
-    parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--augment", type=int, default=8, help="shift in px + colour jitter (0 = off)")
     parser.add_argument("--generated", default="",
                         help="renders of generated chairs (python -m train.photos --generator) mixed into each batch")
     parser.add_argument("--generated-fraction", type=float, default=0.25, help="their share of a batch")
     parser.add_argument("--val-chairs", type=int, default=48, help="training chairs held out by id")
     parser.add_argument("--val-images", type=int, default=192, help="their renders scored at each check")
-    parser.add_argument("--every", type=int, default=1000, help="steps between checks")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="", help="save the pipeline with the best held-out IoU here")
 
 
@@ -146,11 +142,7 @@ def main(args) -> int:
     if (photos.image_size, photos.resolution) != (pipe.config.image_size, pipe.resolution):
         raise ConfigError(f"{args.renders} has {photos.image_size} px / {photos.resolution}^3 renders; "
                           f"{args.checkpoint} needs {pipe.config.image_size} px / {pipe.resolution}^3")
-    train_chairs, val_chairs = split_by_id(photos.names, args.val_chairs, args.seed)
-    is_val = np.isin(photos.chair, val_chairs)
-    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-    if len(val_idx) > args.val_images:
-        val_idx = val_idx[np.linspace(0, len(val_idx) - 1, args.val_images).round().astype(int)]
+    _, val_chairs, train_idx, val_idx = held_out_split(photos, args.val_chairs, args.val_images, args.seed)
 
     bank = latent_bank(pipe, args.bank, seed=args.seed)
     chairs = photos.voxels > 0  # (n_chairs, R, R, R)
@@ -202,12 +194,8 @@ def main(args) -> int:
             target = torch.cat([target, gen_targets[torch.from_numpy(generated.chair[gen_index])]])  # (32, K)
         if args.augment:
             pictures = augment(pictures, args.augment, np_rng)
-        loss = bank_loss(encoder.bank_logits(pictures), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        running = optimiser_step(opt, bank_loss(encoder.bank_logits(pictures), target), running)
         step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % args.every == 0:
             s = held_out_scores(trained, photos, val_idx)
             minutes = (time.time() - start) / 60

@@ -30,6 +30,7 @@ from vaegan import ChairPipeline
 from vaegan.errors import ConfigError
 from vaegan.models import ImageEncoder, to_radius
 
+from .common import add_timed_run_arguments
 from .photos import PhotoSet
 from .vaegan import detached_copy, latent_loss
 
@@ -42,12 +43,8 @@ def on_shell(mu: torch.Tensor) -> torch.Tensor:
 def add_arguments(parser) -> None:
     parser.add_argument("--renders", required=True, help="renders of generated chairs (with latents)")
     parser.add_argument("--checkpoint", default="checkpoints/chair32", help="the generator that made them")
-    parser.add_argument("--minutes", type=float, default=28.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    add_timed_run_arguments(parser, minutes=28.0, lr=1e-3, every=1000)
     parser.add_argument("--held-out", type=int, default=100, help="last N chairs are never trained on")
-    parser.add_argument("--every", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mu-radius", type=float, default=0.0, help="encoder's e_mu_radius (sqrt(z_dim) = the prior's shell)")
     parser.add_argument("--real", default="", help="ModelNet renders folder whose test split is scored too")
     parser.add_argument("--out", default="", help="save the pipeline with the best held-out encoder here")

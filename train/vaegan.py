@@ -242,6 +242,17 @@ def initial_encoder(cfg: VaeganConfig, mcfg: ModelConfig) -> ImageEncoder:
     return start.train().requires_grad_(True)
 
 
+def held_out_split(photos, val_chairs: int, val_images: int, seed: int):
+    """Renders split by chair id: (training chairs, val chairs, training render indices, up to
+    `val_images` evenly spaced render indices of the val chairs; 0 = all)."""
+    train_chairs, val = split_by_id(photos.names, val_chairs, seed)
+    is_val = np.isin(photos.chair, val)
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    if val_images and len(val_idx) > val_images:
+        val_idx = val_idx[np.linspace(0, len(val_idx) - 1, val_images).round().astype(int)]
+    return train_chairs, val, train_idx, val_idx
+
+
 def batch(photos, index: np.ndarray, flip: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Image indices -> (float pictures (B, 3, S, S) in [0, 1], voxel targets (B, 1, R, R, R))."""
     order = np.sort(index)  # memory-mapped reads in file order
@@ -326,11 +337,7 @@ def train(cfg: VaeganConfig, resume: bool = False) -> Path:
     if photos.image_size != mcfg.image_size or photos.resolution != mcfg.resolution:
         raise ConfigError(f"renders in {folder} are {photos.image_size} px / {photos.resolution}^3, the generator "
                           f"needs {mcfg.image_size} px / {mcfg.resolution}^3: pass another --renders folder")
-    train_chairs, val_chairs = split_by_id(photos.names, cfg.val_chairs, cfg.seed)
-    is_val = np.isin(photos.chair, val_chairs)
-    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-    if cfg.val_images and len(val_idx) > cfg.val_images:
-        val_idx = val_idx[np.linspace(0, len(val_idx) - 1, cfg.val_images).round().astype(int)]
+    train_chairs, val_chairs, train_idx, val_idx = held_out_split(photos, cfg.val_chairs, cfg.val_images, cfg.seed)
     if len(train_idx) < cfg.batch_size:
         raise ConfigError(f"only {len(train_idx)} training renders; batch_size {cfg.batch_size} needs more")
     log.info("photos: %d training renders of %d chairs, %d held-out renders of %d chairs, from %s",
