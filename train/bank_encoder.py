@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from vaegan import ChairPipeline, novelty
-from vaegan.errors import CheckpointError, ConfigError
+from vaegan.errors import ConfigError
 from vaegan.models import ImageEncoder
 from vaegan.projection import latent_bank
 
@@ -56,7 +56,7 @@ from .common import add_timed_run_arguments, optimiser_step
 from .eval_photo import score
 from .known_z import augment
 from .photos import PhotoSet
-from .vaegan import Cycler, detached_copy, held_out_split
+from .vaegan import Cycler, detached_copy, encoder_of, held_out_split
 
 
 def add_arguments(parser) -> None:
@@ -97,9 +97,7 @@ def initial_encoder(pipe: ChairPipeline, args) -> ImageEncoder:
                                  e_predictive_std=0.0)
     encoder = ImageEncoder(config)
     if args.init_encoder:
-        start = ChairPipeline.from_pretrained(args.init_encoder).encoder
-        if start is None:
-            raise CheckpointError(f"--init-encoder {args.init_encoder} has no encoder/ folder")
+        start = encoder_of(args.init_encoder)
         if (start.config.e_widths, start.config.image_size) != (config.e_widths, config.image_size):
             raise ConfigError(f"--init-encoder {args.init_encoder} has another conv trunk "
                               f"({start.config.e_widths}, {start.config.image_size} px)")

@@ -30,7 +30,7 @@ from vaegan import ChairPipeline
 from vaegan.errors import ConfigError
 from vaegan.models import ImageEncoder, to_radius
 
-from .common import add_timed_run_arguments
+from .common import add_timed_run_arguments, chair_ious
 from .photos import PhotoSet
 from .vaegan import detached_copy, latent_loss
 
@@ -113,5 +113,4 @@ def augment(pictures: torch.Tensor, shift: int, rng: np.random.Generator) -> tor
 
 def decoded_iou(pipe: ChairPipeline, z: torch.Tensor, voxels: np.ndarray) -> float:
     """Mean IoU@0.5 of G(z) (n, R, R, R) against the chairs' voxels (n, R, R, R)."""
-    made, truth = pipe.generate(z) >= 0.5, voxels > 0
-    return float(((made & truth).sum((1, 2, 3)) / np.maximum((made | truth).sum((1, 2, 3)), 1)).mean())
+    return float(chair_ious(pipe.generate(z) >= 0.5, voxels > 0).mean())

@@ -222,14 +222,20 @@ def load_generated(folder: str, mcfg: ModelConfig):
     return generated
 
 
+def encoder_of(folder: str) -> ImageEncoder:
+    """The encoder of the pipeline at `folder` (an --init-encoder), or a CheckpointError."""
+    encoder = ChairPipeline.from_pretrained(folder).encoder
+    if encoder is None:
+        raise CheckpointError(f"--init-encoder {folder} has no encoder/ folder")
+    return encoder
+
+
 def initial_encoder(cfg: VaeganConfig, mcfg: ModelConfig) -> ImageEncoder:
     """A fresh encoder (e_mu_radius = --mu-radius) or, with --init-encoder, a trainable copy of that
     pipeline's encoder, checked against the generator it will feed."""
     if not cfg.init_encoder:
         return ImageEncoder(dataclasses.replace(mcfg, e_mu_radius=cfg.mu_radius))
-    start = ChairPipeline.from_pretrained(cfg.init_encoder).encoder
-    if start is None:
-        raise CheckpointError(f"--init-encoder {cfg.init_encoder} has no encoder/ folder")
+    start = encoder_of(cfg.init_encoder)
     ecfg = start.config
     if ecfg.e_bank_size:
         raise ConfigError(f"--init-encoder {cfg.init_encoder} has a bank encoder (python -m train bank-encoder); "

@@ -18,14 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaegan import ChairPipeline
 from vaegan.config import ModelConfig
 from vaegan.errors import ConfigError
 from vaegan.models import ImageEncoder
 
-from .common import add_timed_run_arguments, optimiser_step
+from .common import add_timed_run_arguments, chair_ious, optimiser_step
 from .photos import PhotoSet
-from .vaegan import Cycler, batch, held_out_split, recon_loss
+from .vaegan import Cycler, batch, encoder_of, held_out_split, recon_loss
 
 
 class VoxelDecoder(nn.Module):
@@ -61,7 +60,7 @@ def held_out_iou(trunk: ImageEncoder, decoder: VoxelDecoder, photos: PhotoSet, i
         part = idx[start:start + 64]
         made = torch.sigmoid(decoder(trunk.features(photos.pictures(part))))[:, 0].numpy() >= 0.5
         truth = photos.voxels[photos.chair[part]] > 0
-        ious += list((made & truth).sum((1, 2, 3)) / np.maximum((made | truth).sum((1, 2, 3)), 1))
+        ious += list(chair_ious(made, truth))
     trunk.train(), decoder.train()
     return float(np.mean(ious))
 
@@ -75,7 +74,7 @@ def main(args) -> int:
     photos = PhotoSet(args.renders, "train")
     _, _, train_idx, val_idx = held_out_split(photos, args.val_chairs, args.val_images, args.seed)
     if args.init_encoder:
-        trunk = ChairPipeline.from_pretrained(args.init_encoder)._require_encoder()
+        trunk = encoder_of(args.init_encoder)
         if trunk.config.image_size != photos.image_size:
             raise ConfigError(f"--init-encoder takes {trunk.config.image_size} px, the renders are {photos.image_size} px")
     else:

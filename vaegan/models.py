@@ -174,7 +174,8 @@ class ImageEncoder(HubModule):
         if self.config.e_bank_size:
             p = self.bank_logits(images).softmax(1)  # (B, K)
             mu = self.bank[p.argmax(1)]  # (B, z_dim)
-            var = torch.einsum("bk,bkd->bd", p, (self.bank[None] - mu[:, None]).square())
+            # sum_k p_k (z_k - mu)^2 as two (B, K) x (K, z_dim) products, no (B, K, z_dim) tensor
+            var = p @ self.bank.square() - 2 * mu * (p @ self.bank) + mu.square()
             return mu, var.clamp(min=1e-12).log()
         h = self.features(images)
         mu = self.mu(h)  # (B, z_dim)
