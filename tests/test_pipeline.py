@@ -39,7 +39,7 @@ def test_contract_types_and_shapes(tiny_pipe):
     assert pipe.realism(vox).shape == (3,)
 
 
-def test_predictive_occupancy_of_reconstruct(tmp_path):
+def test_predictive_occupancy_of_reconstruct(tmp_path, monkeypatch):
     """e_predictive_std = 0 is G(mu); > 0 averages G over seeded draws around mu (on the
     e_mu_radius shell when set), stays in [0, 1], is reproducible, survives save/load, and is
     what reconstruct returns."""
@@ -55,11 +55,15 @@ def test_predictive_occupancy_of_reconstruct(tmp_path):
     avg = pipe.predictive(mu, samples=5)
     assert avg.dtype == np.float32 and avg.shape == (1, 16, 16, 16) and 0 <= avg.min() and avg.max() <= 1
     assert np.array_equal(avg, pipe.predictive(mu, samples=5))
-    gen = torch.Generator().manual_seed(0)
-    draws = [mu + 0.7 * torch.randn(mu.shape, generator=gen) for _ in range(5)]
+    eps = torch.randn((5,) + tuple(mu.shape), generator=torch.Generator().manual_seed(0))  # (draws, 1, z_dim)
+    draws = [mu + 0.7 * e for e in eps]
     expected = np.mean([pipe.generate(z * (2.0 / z.norm(dim=1, keepdim=True))) for z in draws], axis=0)
     assert np.allclose(avg, expected, atol=1e-6)
     assert not np.allclose(avg, pipe.generate(mu), atol=1e-4)
+    two = torch.cat([mu, -mu])
+    batched = pipe.predictive(two, samples=7)
+    monkeypatch.setattr("vaegan.pipeline.DRAW_BATCH", 1)  # one grid per generator call: same draws, same sums
+    assert np.allclose(pipe.predictive(two, samples=7), batched, atol=1e-6)
     assert np.array_equal(pipe.reconstruct(image), pipe.predictive(mu)[0])
     pipe.save_pretrained(tmp_path / "p")
     again = ChairPipeline.from_pretrained(tmp_path / "p")

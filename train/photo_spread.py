@@ -20,6 +20,7 @@ import torch
 
 from vaegan import ChairPipeline
 from vaegan.errors import ConfigError
+from vaegan.pipeline import PREDICTIVE_SAMPLES
 
 from .eval_photo import _check_renders, _render_batches, calibration_set, score
 from .photos import PhotoSet
@@ -28,7 +29,7 @@ CANDIDATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 
 
 def spread_table(pipe: ChairPipeline, photos: PhotoSet, idx: np.ndarray, candidates=CANDIDATES,
-                 samples: int = 16) -> list[dict]:
+                 samples: int = PREDICTIVE_SAMPLES) -> list[dict]:
     """Mean AP x100 / IoU@0.5 of the predictive occupancy on renders `idx`, per candidate s."""
     _check_renders(pipe, photos)
     encoder = pipe._require_encoder()
@@ -65,7 +66,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", required=True, help="local pipeline folder with an encoder/")
     parser.add_argument("--renders", required=True, help="renders folder (python -m train.photos) the encoder was trained on")
     parser.add_argument("--limit", type=int, default=128, help="held-out renders to score (default: %(default)s)")
-    parser.add_argument("--samples", type=int, default=16, help="draws per photo while fitting (default: %(default)s)")
+    parser.add_argument("--samples", type=int, default=PREDICTIVE_SAMPLES,
+                        help="draws per photo while fitting; fewer draws favour a smaller s (default: %(default)s, "
+                        "as reconstruct)")
+    parser.add_argument("--stds", type=float, nargs="+", default=list(CANDIDATES), metavar="S",
+                        help="candidate spreads (default: %(default)s)")
     parser.add_argument("--write", action="store_true", help="store the best s in encoder/config.json")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
 
@@ -77,7 +82,7 @@ def main(args) -> int:
     pipe = ChairPipeline.from_pretrained(args.checkpoint)
     photos = PhotoSet(args.renders, "train")
     idx, source = calibration_set(Path(args.checkpoint), photos, args.limit)
-    rows = spread_table(pipe, photos, idx, samples=args.samples)
+    rows = spread_table(pipe, photos, idx, candidates=args.stds, samples=args.samples)
     best = max(rows, key=lambda r: r["ap"])
     print(f"predictive spread s on {len(idx)} {source} ({args.samples} draws each):")
     for r in rows:

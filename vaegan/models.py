@@ -198,8 +198,8 @@ class ImageEncoder(HubModule):
 
 
 def to_radius(z: torch.Tensor, radius: float) -> torch.Tensor:
-    """Codes (B, z_dim) scaled to norm `radius` (the encoder's e_mu_radius shell)."""
-    return z * (radius / z.norm(dim=1, keepdim=True).clamp(min=1e-6))
+    """Codes (..., z_dim) scaled to norm `radius` (the encoder's e_mu_radius shell)."""
+    return z * (radius / z.norm(dim=-1, keepdim=True).clamp(min=1e-6))
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
