@@ -191,6 +191,7 @@ def test_eval_photo_reports_held_out_renders(data_dir, tiny_checkpoint, tmp_path
     assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint", str(spread),
                        "--renders", str(renders), "--out", str(tmp_path / "eval2"), "--threads", "1"]) == 0
     report = json.loads((tmp_path / "eval2" / "eval_photo.json").read_text())
+    assert report["samples"] == 256  # reconstruct's draws unless --samples says otherwise
     assert "ap_mu" in report["renders"] and "ap_mu" in report["ikea"]
     assert report["renders"]["ap"] != report["renders"]["ap_mu"]
     assert "predictive occupancy" in capsys.readouterr().out
@@ -207,6 +208,9 @@ def test_eval_photo_bad_inputs_are_clear(data_dir, tiny_checkpoint, tmp_path, ca
     pipe.save_pretrained(bare)
     assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint", str(bare)]) == 2
     assert "no image encoder" in capsys.readouterr().err
+    assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint", str(tiny_checkpoint),
+                       "--samples", "0"]) == 2
+    assert "--samples must be in [1, 1024]" in capsys.readouterr().err
 
 
 def test_load_ikea_pairs_every_photo_with_its_model(data_dir, mean32):

@@ -72,6 +72,7 @@ from sklearn.metrics import average_precision_score
 
 from vaegan import ChairPipeline
 from vaegan.errors import VoxelError
+from vaegan.pipeline import PREDICTIVE_SAMPLES
 from vaegan.voxels import fit_to_frame, read_mat
 
 log = logging.getLogger(__name__)
@@ -186,17 +187,18 @@ def score(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> tuple[flo
 
 @torch.inference_mode()
 def predict(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32,
-            predictive: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+            predictive: bool = True, samples: int = PREDICTIVE_SAMPLES) -> tuple[np.ndarray, np.ndarray | None]:
     """float (N, 3, S, S) pictures in [0, 1] -> (the generator's logits (N, R, R, R) at the
     encoder's posterior means (a bank encoder's modes), whose sigmoid is G(mu); the predictive
-    occupancy (N, R, R, R) that `pipe.reconstruct` returns, or None when that is G(mu) itself
-    (a Gaussian encoder without e_predictive_std), or when `predictive` is False)."""
+    occupancy (N, R, R, R) that `pipe.reconstruct` returns (over `samples` draws), or None when
+    that is G(mu) itself (a Gaussian encoder without e_predictive_std), or when `predictive`
+    is False)."""
     config = pipe._require_encoder().config
     predictive = predictive and (config.e_predictive_std > 0 or config.e_bank_size > 0)
     logits, shipped = [], []
     for chunk in images.split(batch_size):
         if predictive:
-            mu, occupancy = pipe.photo_predictive(chunk)
+            mu, occupancy = pipe.photo_predictive(chunk, samples)
             shipped.append(occupancy)
         else:
             mu, _ = pipe.encoder(chunk)
@@ -250,10 +252,10 @@ def _score_row(logits: np.ndarray, gt: np.ndarray, threshold: float, temperature
 
 
 def evaluate_ikea(pipe: ChairPipeline, items: list[IkeaItem], mean: np.ndarray, threshold: float = 0.5,
-                  temperature: float = 1.0) -> dict:
+                  temperature: float = 1.0, samples: int = PREDICTIVE_SAMPLES) -> dict:
     """Per-photo and mean AP (x100) / IoU of the pipeline and of the mean chair, at 20^3."""
     pictures = torch.stack([pipe.preprocess(item.image)[0] for item in items])
-    logits, shipped = predict(pipe, pictures)
+    logits, shipped = predict(pipe, pictures, samples=samples)
     base = frame_to_ikea(mean)
     rows = []
     for i, (item, lg) in enumerate(zip(items, logits)):
@@ -282,7 +284,8 @@ def _check_renders(pipe: ChairPipeline, photos) -> None:
 
 
 def evaluate_renders(pipe: ChairPipeline, photos, mean: np.ndarray | None, threshold: float = 0.5,
-                     limit: int = 0, indices: np.ndarray | None = None, temperature: float = 1.0) -> dict:
+                     limit: int = 0, indices: np.ndarray | None = None, temperature: float = 1.0,
+                     samples: int = PREDICTIVE_SAMPLES) -> dict:
     """AP (x100) / IoU at our resolution on rendered photos (a train.photos.PhotoSet split);
     mean=None skips the mean-chair baseline (its columns are NaN)."""
     idx = np.arange(len(photos)) if indices is None else np.asarray(indices)
@@ -291,7 +294,7 @@ def evaluate_renders(pipe: ChairPipeline, photos, mean: np.ndarray | None, thres
     _check_renders(pipe, photos)
     rows = []
     for part, images in _render_batches(photos, idx):
-        logits, shipped = predict(pipe, images)
+        logits, shipped = predict(pipe, images, samples=samples)
         for j, (i, lg) in enumerate(zip(part, logits)):
             gt = photos.voxels[photos.chair[i]] > 0
             bap, biou = score(mean, gt, threshold) if mean is not None else (float("nan"), float("nan"))
@@ -352,6 +355,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="also score sigmoid(logits / T); 0 (default) fits T on --renders (training renders of "
                         "the run's held-out chairs), 1 = as shipped only")
+    parser.add_argument("--samples", type=int, default=PREDICTIVE_SAMPLES,
+                        help="draws behind the predictive occupancy (default: %(default)s, as reconstruct)")
     parser.add_argument("--out", default="", help="folder for eval_photo.json, the per-photo CSV and a sheet")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
 
@@ -388,6 +393,8 @@ def main(args) -> int:
         torch.set_num_threads(args.threads)
     if not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if not 1 <= args.samples <= 1024:
+        raise ValueError(f"--samples must be in [1, 1024], got {args.samples}")
     if args.temperature < 0:
         raise ValueError(f"--temperature must be > 0 (or 0 = fit it on renders), got {args.temperature}")
     start = time.perf_counter()
@@ -397,7 +404,8 @@ def main(args) -> int:
     if mean.shape[0] != pipe.resolution:
         raise VoxelError(f"the mean chair is {mean.shape[0]}^3 but the generator makes {pipe.resolution}^3")
     items = load_ikea(args.data, mean)
-    report = {"checkpoint": str(args.checkpoint), "mean_chair": mean_source, "threshold": args.threshold}
+    report = {"checkpoint": str(args.checkpoint), "mean_chair": mean_source, "threshold": args.threshold,
+              "samples": args.samples}
     temperature = args.temperature or 1.0
     if args.renders and not args.temperature:
         from .photos import PhotoSet
@@ -407,7 +415,7 @@ def main(args) -> int:
         temperature = calibrate(pipe, train_photos, idx)
         report["calibration"] = {"temperature": temperature, "fitted_on": source, "renders": len(idx)}
         print(f"temperature T = {temperature:.3g}, fitted on {len(idx)} {source}")
-    ikea = evaluate_ikea(pipe, items, mean, args.threshold, temperature)
+    ikea = evaluate_ikea(pipe, items, mean, args.threshold, temperature, args.samples)
     report["ikea"] = {k: v for k, v in ikea.items() if k != "rows"}
     _print_block(f"IKEA photos ({ikea['n']}, {args.data}), AP x100 / IoU@{args.threshold:g} at 20^3:", ikea)
     for model, m in ikea["by_model"].items():
@@ -423,7 +431,8 @@ def main(args) -> int:
         except VoxelError as err:
             print(f"held-out renders: skipped ({err})")
         else:
-            renders = evaluate_renders(pipe, test, mean, args.threshold, args.render_limit, temperature=temperature)
+            renders = evaluate_renders(pipe, test, mean, args.threshold, args.render_limit, temperature=temperature,
+                                       samples=args.samples)
             report["renders"] = {k: v for k, v in renders.items() if k != "rows"}
             _print_block(f"held-out renders ({renders['n']} of {renders['chairs']} ModelNet test chairs), "
                          f"AP x100 / IoU@{args.threshold:g} at {pipe.resolution}^3:", renders)

@@ -83,6 +83,10 @@ from .gan import CsvLog, atomic_torch_save, d_accuracy, load_resume_state, recal
 
 log = logging.getLogger(__name__)
 MODES = ("frozen", "joint")
+# Draws behind the monitor's predictive figures (an encoder started from one with
+# e_predictive_std): fewer than reconstruct's 256, so a check stays a few seconds; the
+# figures are for comparing steps, `eval-photo` gives the ones to quote.
+MONITOR_SAMPLES = 32
 
 
 @dataclass
@@ -278,12 +282,12 @@ def monitor(encoder: ImageEncoder, gen: Generator, photos, val_idx: np.ndarray, 
 
     encoder.eval(), gen.eval()
     pipe = ChairPipeline(gen, None, encoder)
-    r = evaluate_renders(pipe, photos, None, indices=val_idx)
+    r = evaluate_renders(pipe, photos, None, indices=val_idx, samples=MONITOR_SAMPLES)
     out = {"val_iou": r["iou"], "val_ap": r["ap"]}
     if ikea is not None:
         items, mean = ikea
         temperature = calibrate(pipe, photos, val_idx)
-        k = evaluate_ikea(pipe, items, mean, temperature=temperature)
+        k = evaluate_ikea(pipe, items, mean, temperature=temperature, samples=MONITOR_SAMPLES)
         out.update(ikea_ap=k["ap"], ikea_ap_cal=k.get("ap_cal", k["ap"]), temperature=temperature,
                    ikea_iou=k["iou"], ikea_mean_chair_ap=k["mean_chair_ap"])
     return out

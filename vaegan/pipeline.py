@@ -174,15 +174,15 @@ class ChairPipeline:
         return self.photo_predictive(self.preprocess(image)[0][None])[1][0]
 
     @torch.inference_mode()
-    def photo_predictive(self, pictures: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    def photo_predictive(self, pictures: torch.Tensor, samples: int = PREDICTIVE_SAMPLES) -> tuple[torch.Tensor, np.ndarray]:
         """Preprocessed pictures float (n, 3, S, S) in [0, 1] -> (posterior means or, for a
         bank encoder, modes (n, z_dim); predictive occupancy np.float32 (n, R, R, R)): for a
         bank encoder the mixture sum_k p_k G(z_k) over its e_bank_top most probable codes,
-        else `predictive(mu)`."""
+        else `predictive(mu)` over `samples` draws."""
         encoder = self._require_encoder()
         if not encoder.config.e_bank_size:
             mu, _ = encoder(pictures)
-            return mu, self.predictive(mu)
+            return mu, self.predictive(mu, samples=samples)
         codes, weights = encoder.mixture(pictures)  # (n, top, z_dim), (n, top), most probable first
         occupancy = np.stack([np.tensordot(w.numpy().astype(np.float64), self.generate(c), axes=1)
                               for c, w in zip(codes, weights)])  # (n, R, R, R)
