@@ -187,6 +187,15 @@ def test_eval_photo_reports_held_out_renders(data_dir, tiny_checkpoint, tmp_path
     assert (spread / "encoder" / "model.safetensors").read_bytes() == weights
     best = float([line for line in table if "best" in line][0].split()[2])
     assert pipe.encoder.config.e_predictive_std == best
+    # --ikea fits on real photos instead, scored at their 20^3 as eval-photo scores them.
+    assert train_main(["photo-spread", "--checkpoint", str(spread), "--renders", str(renders), "--samples", "2",
+                       "--ikea", str(data_dir / "ikea_chairs_dev"), "--stds", "0", "0.5", "--write", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "on 48 real photos of" in printed
+    table = [line.split() for line in printed.splitlines() if line.strip().startswith("s = ")]
+    assert [row[2] for row in table] == ["0", "0.5"]
+    best = [row for row in table if "best" in row][0]
+    assert ChairPipeline.from_pretrained(spread).encoder.config.e_predictive_std == float(best[2])
     write_spread(spread, 1.0)  # whatever the untrained model preferred
     assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint", str(spread),
                        "--renders", str(renders), "--out", str(tmp_path / "eval2"), "--threads", "1"]) == 0

@@ -1,13 +1,20 @@
-"""`python -m train photo-spread`: fit the encoder's predictive spread on held-out renders.
+"""`python -m train photo-spread`: fit the encoder's predictive spread on held-out photos.
 
     python -m train photo-spread --checkpoint runs/vaegan32_kz/best --renders runs/photos --write
+    python -m train photo-spread --checkpoint runs/vaegan32_kz/best --renders runs/photos \\
+        --ikea ../shared/data/ikea_chairs_dev --write
 
 `pipe.reconstruct` returns the predictive occupancy E[G(z)], z = mu + s * eps (see
 `ModelConfig.e_predictive_std`). This command scores each candidate s by the mean per-voxel
-average precision (the IKEA protocol's measure, at our resolution) on renders of the
-training run's held-out val chairs (`train.eval_photo.calibration_set`: never IKEA photos,
-never the test split), prints the table, and with `--write` stores the best s in the
-checkpoint's encoder/config.json (atomically; the weights are not touched).
+average precision (the IKEA protocol's measure) and prints the table; with `--write` it
+stores the best s in the checkpoint's encoder/config.json (atomically; the weights are not
+touched). The photos it fits on:
+- by default, renders of the training run's held-out val chairs, at our resolution
+  (`train.eval_photo.calibration_set`: never IKEA photos, never the test split);
+- with `--ikea`, a development set of real photos in the IKEA layout, at its 20^3 resolution
+  exactly as `eval-photo` scores them. Real photos are what the spread is for, and they want
+  a wider one than renders (a photo unlike the training renders leaves more doubt). A figure
+  then measured on the same photos is optimistic: quote one from a set kept apart.
 """
 
 import json
@@ -22,7 +29,7 @@ from vaegan import ChairPipeline
 from vaegan.errors import ConfigError
 from vaegan.pipeline import PREDICTIVE_SAMPLES
 
-from .eval_photo import _check_renders, _render_batches, calibration_set, score
+from .eval_photo import _check_renders, _render_batches, calibration_set, frame_to_ikea, load_ikea, mean_chair, score
 from .photos import PhotoSet
 
 CANDIDATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
@@ -32,20 +39,33 @@ def spread_table(pipe: ChairPipeline, photos: PhotoSet, idx: np.ndarray, candida
                  samples: int = PREDICTIVE_SAMPLES) -> list[dict]:
     """Mean AP x100 / IoU@0.5 of the predictive occupancy on renders `idx`, per candidate s."""
     _check_renders(pipe, photos)
+    batches = [(images, [photos.voxels[photos.chair[i]] > 0 for i in part])
+               for part, images in _render_batches(photos, idx)]
+    return _spread_rows(pipe, batches, candidates, samples)
+
+
+def ikea_spread_table(pipe: ChairPipeline, items, candidates=CANDIDATES, samples: int = PREDICTIVE_SAMPLES) -> list[dict]:
+    """The same on real photos (`train.eval_photo.load_ikea` items), scored at their 20^3."""
+    pictures = torch.stack([pipe.preprocess(item.image)[0] for item in items])  # (N, 3, S, S)
+    batches = [(pictures[i:i + 32], [item.gt for item in items[i:i + 32]]) for i in range(0, len(items), 32)]
+    return _spread_rows(pipe, batches, candidates, samples, frame_to_ikea)
+
+
+def _spread_rows(pipe: ChairPipeline, batches, candidates, samples: int, to_grid=None) -> list[dict]:
+    """batches of (pictures (b, 3, S, S), their bool ground truths) -> a row per candidate s."""
     encoder = pipe._require_encoder()
     if encoder.config.e_bank_size:
         raise ConfigError("this encoder picks among a bank of codes (e_bank_size > 0): its predictive is the "
                           "bank mixture, there is no spread to fit")
-    batches = []  # (render indices, posterior means (b, z_dim)), encoded once for every candidate
-    with torch.inference_mode():
-        for part, images in _render_batches(photos, idx):
-            batches.append((part, encoder(images)[0]))
+    with torch.inference_mode():  # posterior means (b, z_dim), encoded once for every candidate
+        encoded = [(encoder(pictures)[0], truths) for pictures, truths in batches]
+    to_grid = to_grid or (lambda p: p)
     rows = []
     for std in candidates:
         scores = []
-        for part, mu in batches:
+        for mu, truths in encoded:
             prob = pipe.predictive(mu, std=std, samples=samples)  # (b, R, R, R)
-            scores += [score(p, photos.voxels[photos.chair[i]] > 0) for p, i in zip(prob, part)]
+            scores += [score(to_grid(p), t) for p, t in zip(prob, truths)]
         ap, iou = np.mean(scores, axis=0)
         rows.append({"std": float(std), "ap": 100 * float(ap), "iou": float(iou)})
     return rows
@@ -64,7 +84,10 @@ def write_spread(checkpoint: Path, std: float) -> Path:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", required=True, help="local pipeline folder with an encoder/")
-    parser.add_argument("--renders", required=True, help="renders folder (python -m train.photos) the encoder was trained on")
+    parser.add_argument("--renders", required=True, help="renders folder (python -m train.photos) the encoder was trained "
+                        "on (with --ikea: its training voxels' mean chair sets the ground truths' yaw)")
+    parser.add_argument("--ikea", default="", help="fit on this development set of real photos (IKEA layout: "
+                        "images/, voxels/, pairs.tsv) instead of held-out renders")
     parser.add_argument("--limit", type=int, default=128, help="held-out renders to score (default: %(default)s)")
     parser.add_argument("--samples", type=int, default=PREDICTIVE_SAMPLES,
                         help="draws per photo while fitting; fewer draws favour a smaller s (default: %(default)s, "
@@ -81,10 +104,17 @@ def main(args) -> int:
     start = time.perf_counter()
     pipe = ChairPipeline.from_pretrained(args.checkpoint)
     photos = PhotoSet(args.renders, "train")
-    idx, source = calibration_set(Path(args.checkpoint), photos, args.limit)
-    rows = spread_table(pipe, photos, idx, candidates=args.stds, samples=args.samples)
+    if args.ikea:
+        items = load_ikea(args.ikea, mean_chair(photos.voxels))  # the mean chair settles the ground truths' yaw
+        rows = ikea_spread_table(pipe, items, candidates=args.stds, samples=args.samples)
+        source = f"real photos of {args.ikea} (20^3, as eval-photo)"
+        count = len(items)
+    else:
+        idx, source = calibration_set(Path(args.checkpoint), photos, args.limit)
+        rows = spread_table(pipe, photos, idx, candidates=args.stds, samples=args.samples)
+        count = len(idx)
     best = max(rows, key=lambda r: r["ap"])
-    print(f"predictive spread s on {len(idx)} {source} ({args.samples} draws each):")
+    print(f"predictive spread s on {count} {source} ({args.samples} draws each):")
     for r in rows:
         print(f"  s = {r['std']:<4g} AP {r['ap']:5.1f}   IoU {r['iou']:.3f}{'   <- best AP' if r is best else ''}")
     if args.write:
