@@ -14,7 +14,9 @@ postprocess, SSE result and, as a browser would, the download of the GLB the vie
   * sample  -> /sample   (8 chairs with thumbnails: reported only)
 
 and, in this process and in the same run, the bare `pipe.generate(z)` + `pipe.mesh(vox)` time
-of one chair, so `overhead = app p50 / bare p50` shows what the web stack adds. When it launched
+of one chair, so `overhead = app p50 / bare p50` shows what the web stack adds, and the bare
+`pipe.reconstruct(photo)` (preprocess, encode and the predictive occupancy over its 256
+draws; the app's photo path shows G(mu) instead). When it launched
 the app itself it also reports the cold start (process start -> first page served) and the
 app's peak RSS (VmHWM). With GRADIO_PROFILING the server-side phases are printed as well.
 
@@ -87,13 +89,19 @@ def timed(fn, repeats: int, warmup: int) -> list[float]:
     return out
 
 
-def bare_times(checkpoint: str | None, threads: int | None, repeats: int, level: float, truncation: float) -> dict:
-    """pipe.generate + pipe.mesh of one chair, in this process (same pipeline and serving
-    settings as the app, same chair as the benchmarked one)."""
+def bare_pipeline(checkpoint: str | None, threads: int | None):
+    """The app's pipeline with the app's serving settings, loaded in this process."""
     from vaegan.cli import load_pipeline, prepare_for_serving
 
     pipe, _ = load_pipeline(checkpoint)
     prepare_for_serving(pipe, threads)
+    return pipe
+
+
+def bare_times(checkpoint: str | None, threads: int | None, repeats: int, level: float, truncation: float) -> dict:
+    """pipe.generate + pipe.mesh of one chair, in this process (same pipeline and serving
+    settings as the app, same chair as the benchmarked one)."""
+    pipe = bare_pipeline(checkpoint, threads)
     z = np.asarray(pipe.sample_latents(8, seed=0, truncation=truncation), dtype=np.float32)[:1]
     faces = []
 
@@ -104,6 +112,15 @@ def bare_times(checkpoint: str | None, threads: int | None, repeats: int, level:
     result = percentiles(timed(once, repeats, 3))
     result["faces"] = int(statistics.median(faces))
     return result
+
+
+def bare_reconstruct_times(checkpoint: str | None, threads: int | None, repeats: int) -> dict | None:
+    """pipe.reconstruct of the example photos, in this process; None without an encoder."""
+    pipe = bare_pipeline(checkpoint, threads)
+    photos = sorted((ROOT / "examples").glob("*.png"))
+    if pipe.encoder is None or not photos:
+        return None
+    return percentiles(timed(lambda i: pipe.reconstruct(photos[i % len(photos)]), repeats, 1))
 
 
 def main(argv=None) -> int:
@@ -203,6 +220,9 @@ def main(argv=None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
     result["bare_generate_mesh"] = bare_times(args.checkpoint, args.threads, args.repeats, args.level, args.truncation)
+    reconstruct = bare_reconstruct_times(args.checkpoint, args.threads, min(args.repeats, 10))
+    if reconstruct is not None:
+        result["bare_reconstruct"] = reconstruct
     bare = result["bare_generate_mesh"]["p50_ms"]
     result["load_1min"] = os.getloadavg()[0]
 
@@ -210,7 +230,7 @@ def main(argv=None) -> int:
           f"load avg {result['load_1min']:.1f} on {os.cpu_count()} CPUs)\n")
     print("| path | p50 ms | p95 ms | min ms | n | p50 / bare |")
     print("|---|---|---|---|---|---|")
-    for name in ("slider", "render", "photo", "sample_8", "bare_generate_mesh"):
+    for name in ("slider", "render", "photo", "sample_8", "bare_generate_mesh", "bare_reconstruct"):
         if name in result:
             r = result[name]
             print(f"| {name} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['min_ms']:.0f} | {r['n']} | "

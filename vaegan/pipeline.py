@@ -31,7 +31,7 @@ COMPONENTS: dict[str, type[HubModule]] = {
     "discriminator": Discriminator,
     "encoder": ImageEncoder,
 }
-PREDICTIVE_SAMPLES = 256  # draws behind reconstruct()'s predictive occupancy (~0.75 s for one photo on 2 cores)
+PREDICTIVE_SAMPLES = 256  # draws behind reconstruct()'s predictive occupancy (~0.7 s for one photo on 2 threads)
 DRAW_BATCH = 64  # grids per generator call while averaging draws
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
