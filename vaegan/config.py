@@ -36,7 +36,8 @@ class ModelConfig:
     # z = mu + s * eps, eps ~ N(0, I) (put back on the e_mu_radius shell when that is set),
     # s = e_predictive_std, instead of G(mu) alone: the generator's logits are huge, so G(mu)
     # is a 0/1 grid, and averaging over nearby chairs says which voxels are certain and
-    # which only likely. Fitted on held-out renders by `python -m train photo-spread`. 0 = G(mu).
+    # which only likely. Fitted by `python -m train photo-spread` (the shipped value on the
+    # IKEA development photos, `--ikea`). 0 = G(mu).
     e_predictive_std: float = 0.0
     # > 0: the encoder's posterior is a mixture over this many fixed codes, a bank of the
     # generator's own prior samples stored with the encoder's weights, and the encoder
