@@ -98,10 +98,9 @@ def bare_pipeline(checkpoint: str | None, threads: int | None):
     return pipe
 
 
-def bare_times(checkpoint: str | None, threads: int | None, repeats: int, level: float, truncation: float) -> dict:
-    """pipe.generate + pipe.mesh of one chair, in this process (same pipeline and serving
-    settings as the app, same chair as the benchmarked one)."""
-    pipe = bare_pipeline(checkpoint, threads)
+def bare_times(pipe, repeats: int, level: float, truncation: float) -> dict:
+    """pipe.generate + pipe.mesh of one chair, in this process (`bare_pipeline`: same pipeline
+    and serving settings as the app; same chair as the benchmarked one)."""
     z = np.asarray(pipe.sample_latents(8, seed=0, truncation=truncation), dtype=np.float32)[:1]
     faces = []
 
@@ -114,9 +113,8 @@ def bare_times(checkpoint: str | None, threads: int | None, repeats: int, level:
     return result
 
 
-def bare_reconstruct_times(checkpoint: str | None, threads: int | None, repeats: int) -> dict | None:
+def bare_reconstruct_times(pipe, repeats: int) -> dict | None:
     """pipe.reconstruct of the example photos, in this process; None without an encoder."""
-    pipe = bare_pipeline(checkpoint, threads)
     photos = sorted((ROOT / "examples").glob("*.png"))
     if pipe.encoder is None or not photos:
         return None
@@ -219,8 +217,9 @@ def main(argv=None) -> int:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    result["bare_generate_mesh"] = bare_times(args.checkpoint, args.threads, args.repeats, args.level, args.truncation)
-    reconstruct = bare_reconstruct_times(args.checkpoint, args.threads, min(args.repeats, 10))
+    pipe = bare_pipeline(args.checkpoint, args.threads)
+    result["bare_generate_mesh"] = bare_times(pipe, args.repeats, args.level, args.truncation)
+    reconstruct = bare_reconstruct_times(pipe, min(args.repeats, 10))
     if reconstruct is not None:
         result["bare_reconstruct"] = reconstruct
     bare = result["bare_generate_mesh"]["p50_ms"]

@@ -20,7 +20,7 @@ COMMANDS = {
     "known-z": ("train.known_z", "pretrain the image encoder on generated chairs' known codes"),
     "bank-encoder": ("train.bank_encoder", "train an image encoder that picks among the generator's own chairs"),
     "voxel-probe": ("train.voxel_probe", "diagnostic: image -> voxels without the generator, held-out IoU"),
-    "photo-spread": ("train.photo_spread", "fit the encoder's predictive spread on held-out renders"),
+    "photo-spread": ("train.photo_spread", "fit the encoder's predictive spread on held-out renders or real dev photos"),
     "classify": ("train.classify", "ModelNet10 classification with discriminator features + linear SVM"),
     "directions": ("train.directions", "fit named semantic + GANSpace latent directions into a checkpoint"),
     "atlas": ("train.atlas", "project the training chairs into z: 2-D latent atlas, projection IoU"),

@@ -251,11 +251,15 @@ def _score_row(logits: np.ndarray, gt: np.ndarray, threshold: float, temperature
     return row
 
 
+def ikea_pictures(pipe: ChairPipeline, items: list[IkeaItem]) -> torch.Tensor:
+    """The photos as the encoder sees them, float (N, 3, S, S) in [0, 1]."""
+    return torch.stack([pipe.preprocess(item.image)[0] for item in items])
+
+
 def evaluate_ikea(pipe: ChairPipeline, items: list[IkeaItem], mean: np.ndarray, threshold: float = 0.5,
                   temperature: float = 1.0, samples: int = PREDICTIVE_SAMPLES) -> dict:
     """Per-photo and mean AP (x100) / IoU of the pipeline and of the mean chair, at 20^3."""
-    pictures = torch.stack([pipe.preprocess(item.image)[0] for item in items])
-    logits, shipped = predict(pipe, pictures, samples=samples)
+    logits, shipped = predict(pipe, ikea_pictures(pipe, items), samples=samples)
     base = frame_to_ikea(mean)
     rows = []
     for i, (item, lg) in enumerate(zip(items, logits)):

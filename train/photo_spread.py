@@ -29,7 +29,8 @@ from vaegan import ChairPipeline
 from vaegan.errors import ConfigError
 from vaegan.pipeline import PREDICTIVE_SAMPLES
 
-from .eval_photo import _check_renders, _render_batches, calibration_set, frame_to_ikea, load_ikea, mean_chair, score
+from .eval_photo import (_check_renders, _render_batches, calibration_set, frame_to_ikea, ikea_pictures, load_ikea,
+                         score, training_mean_chair)
 from .photos import PhotoSet
 
 CANDIDATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
@@ -46,7 +47,7 @@ def spread_table(pipe: ChairPipeline, photos: PhotoSet, idx: np.ndarray, candida
 
 def ikea_spread_table(pipe: ChairPipeline, items, candidates=CANDIDATES, samples: int = PREDICTIVE_SAMPLES) -> list[dict]:
     """The same on real photos (`train.eval_photo.load_ikea` items), scored at their 20^3."""
-    pictures = torch.stack([pipe.preprocess(item.image)[0] for item in items])  # (N, 3, S, S)
+    pictures = ikea_pictures(pipe, items)  # (N, 3, S, S)
     batches = [(pictures[i:i + 32], [item.gt for item in items[i:i + 32]]) for i in range(0, len(items), 32)]
     return _spread_rows(pipe, batches, candidates, samples, frame_to_ikea)
 
@@ -103,13 +104,14 @@ def main(args) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     pipe = ChairPipeline.from_pretrained(args.checkpoint)
-    photos = PhotoSet(args.renders, "train")
     if args.ikea:
-        items = load_ikea(args.ikea, mean_chair(photos.voxels))  # the mean chair settles the ground truths' yaw
+        mean, _ = training_mean_chair(args.renders, "", args.ikea, pipe.resolution)  # settles the truths' yaw
+        items = load_ikea(args.ikea, mean)
         rows = ikea_spread_table(pipe, items, candidates=args.stds, samples=args.samples)
         source = f"real photos of {args.ikea} (20^3, as eval-photo)"
         count = len(items)
     else:
+        photos = PhotoSet(args.renders, "train")
         idx, source = calibration_set(Path(args.checkpoint), photos, args.limit)
         rows = spread_table(pipe, photos, idx, candidates=args.stds, samples=args.samples)
         count = len(idx)
