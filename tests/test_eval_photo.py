@@ -15,8 +15,8 @@ from train import photos as photo_data
 from train.__main__ import main as train_main
 from train.photo_spread import write_spread
 from train.data import load_chairs
-from train.eval_photo import (canonical_yaw, fit_temperature, frame_to_ikea, ikea_axes, ikea_to_frame, load_ikea,
-                              mean_chair, probabilities, score)
+from train.eval_photo import (MEAN_LEVELS, canonical_yaw, fit_temperature, frame_to_ikea, ikea_axes, ikea_to_frame,
+                              load_ikea, mean_chair, mean_chair_level, probabilities, score)
 from vaegan import ChairPipeline
 from vaegan.voxels import fit_to_frame, read_mat
 
@@ -168,8 +168,12 @@ def test_eval_photo_reports_held_out_renders(data_dir, tiny_checkpoint, tmp_path
     assert "train voxels" in report["mean_chair"]
     assert report["calibration"]["renders"] == 4 and report["calibration"]["temperature"] > 0
     assert "ap_cal" in report["ikea"] and "ap_cal" in report["renders"]
+    # the mean chair is also scored at its own level, fitted on the calibration renders' chairs
+    level = report["mean_chair_level"]["level"]
+    assert level in MEAN_LEVELS and report["ikea"]["mean_level"] == report["renders"]["mean_level"] == level
+    assert 0 <= report["ikea"]["mean_chair_iou_level"] <= 1 and 0 <= report["renders"]["mean_chair_iou_level"] <= 1
     printed = capsys.readouterr().out
-    assert "held-out renders" in printed and "temperature T =" in printed
+    assert "held-out renders" in printed and "temperature T =" in printed and "at its own level" in printed
     assert "ap_mu" not in report["renders"]  # no predictive spread: reconstruct() is G(mu)
 
     # photo-spread fits s on those renders and writes it; eval-photo then scores what
@@ -183,6 +187,8 @@ def test_eval_photo_reports_held_out_renders(data_dir, tiny_checkpoint, tmp_path
     assert "<- best AP" in printed and "wrote e_predictive_std" in printed
     table = [line for line in printed.splitlines() if line.strip().startswith("s = ")]
     assert len(table) == 10
+    assert all("IoU@0.3" in line and "IoU@0.4" in line and "IoU@0.5" in line for line in table)
+    assert "the best IoU level is" in printed and "eval-photo --threshold" in printed
     pipe = ChairPipeline.from_pretrained(spread)
     assert (spread / "encoder" / "model.safetensors").read_bytes() == weights
     best = float([line for line in table if "best" in line][0].split()[2])
@@ -227,3 +233,40 @@ def test_load_ikea_pairs_every_photo_with_its_model(data_dir, mean32):
     assert len(items) == 48 and all(item.image.is_file() for item in items)
     assert {item.voxel_id for item in items} == {"54", "73", "78"}
     assert all(item.gt.shape == (20, 20, 20) and item.gt.dtype == bool for item in items)
+
+
+def test_spread_table_reads_iou_at_each_level(tiny_checkpoint, tmp_path):
+    """photo-spread's IoU at each level is score()'s IoU at that level of the same predictive
+    (s = 0: G(mu) itself), so a level picked from its table is the one eval-photo --threshold uses."""
+    import torch
+
+    from test_train_vaegan import make_chairs
+    from train.photo_spread import LEVELS, spread_table
+
+    data = make_chairs(tmp_path / "boxes", n=4)
+    renders = photo_data.build(photo_data.PhotoSetConfig(data=str(data), out=str(tmp_path / "photos"), image_size=32,
+                                                         views=1, test_views=1, workers=1), progress=False)
+    pipe = ChairPipeline.from_pretrained(tiny_checkpoint)
+    photos = photo_data.PhotoSet(renders, "train")
+    idx = np.arange(len(photos))
+    [row] = spread_table(pipe, photos, idx, candidates=(0.0,), samples=2)
+    with torch.inference_mode():
+        prob = pipe.generate(pipe.encoder(photos.pictures(idx))[0])
+    truths = [photos.voxels[photos.chair[i]] > 0 for i in idx]
+    assert set(row["iou_at"]) == set(LEVELS) and row["iou"] == row["iou_at"][0.5]
+    for level in LEVELS:
+        expected = np.mean([score(p, t, level)[1] for p, t in zip(prob, truths)])
+        assert row["iou_at"][level] == pytest.approx(expected)
+
+
+def test_mean_chair_level_is_the_best_iou_level():
+    """A mean chair of two nested boxes (0.9 inside, 0.3 in a shell): against chairs that fill the
+    big box its best level takes the shell (<= 0.3), against the small box only the core (> 0.3)."""
+    mean = np.zeros((8, 8, 8), np.float32)
+    mean[1:7, 1:7, 1:7] = 0.3
+    mean[3:5, 3:5, 3:5] = 0.9
+    big, small = np.zeros((2, 8, 8, 8), bool), np.zeros((2, 8, 8, 8), bool)
+    big[:, 1:7, 1:7, 1:7] = True
+    small[:, 3:5, 3:5, 3:5] = True
+    assert mean_chair_level(mean, big) <= 0.3 and score(mean, big[0], mean_chair_level(mean, big))[1] == 1.0
+    assert mean_chair_level(mean, small) > 0.3 and score(mean, small[0], mean_chair_level(mean, small))[1] == 1.0
