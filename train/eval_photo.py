@@ -91,9 +91,10 @@ def mean_chair(voxels: np.ndarray) -> np.ndarray:
 
 def mean_chair_level(mean: np.ndarray, voxels: np.ndarray) -> float:
     """The level of MEAN_LEVELS at which the mean chair (R, R, R) has the best mean IoU with
-    the chairs `voxels` (N, R, R, R) (held-out ones: the calibration renders' chairs). At 0.5
-    the mean chair is only its core (IoU ~0.08), an unfair baseline for IoU; at its own level
-    it is the strongest chair-independent answer."""
+    the chairs `voxels` (N, R, R, R) (eval-photo passes the calibration renders' chairs: the
+    run's held-out val chairs when it recorded them). At 0.5 the mean chair is only its core
+    (IoU ~0.08), an unfair baseline for IoU; at its own level it is the strongest answer that
+    ignores the photo."""
     truths = np.asarray(voxels) > 0
     return max(MEAN_LEVELS, key=lambda level: np.mean([score(mean, t, level)[1] for t in truths]))
 
@@ -281,8 +282,9 @@ def evaluate_ikea(pipe: ChairPipeline, items: list[IkeaItem], mean: np.ndarray, 
                                   None if shipped is None else shipped[i]),
                      "mean_chair_ap": 100 * bap, "mean_chair_iou": biou,
                      **_mean_at_level(base, item.gt, mean_level)})
+    models = sorted({r["model"] for r in rows})
     return {"n": len(rows), "threshold": threshold, "temperature": temperature, "mean_level": mean_level,
-            **_means(rows), "rows": rows, "by_model": {m: _means([r for r in rows if r["model"] == m]) for m in sorted({r["model"] for r in rows})}}
+            **_means(rows), "rows": rows, "by_model": {m: _means([r for r in rows if r["model"] == m]) for m in models}}
 
 
 def _mean_at_level(mean: np.ndarray, gt: np.ndarray, level: float | None) -> dict:
@@ -359,9 +361,8 @@ def calibrate(pipe: ChairPipeline, photos, idx: np.ndarray) -> float:
 
 
 def _means(rows: list[dict]) -> dict:
-    keys = [k for k in ("ap", "iou", "ap_mu", "iou_mu", "ap_cal", "iou_cal", "mean_chair_ap", "mean_chair_iou",
-                                                      "mean_chair_iou_level")
-            if rows and k in rows[0]]
+    keys = [k for k in ("ap", "iou", "ap_mu", "iou_mu", "ap_cal", "iou_cal",
+                        "mean_chair_ap", "mean_chair_iou", "mean_chair_iou_level") if rows and k in rows[0]]
     return {k: float(np.mean([r[k] for r in rows])) for k in keys}
 
 
