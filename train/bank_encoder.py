@@ -53,7 +53,7 @@ from vaegan.models import ImageEncoder
 from vaegan.projection import latent_bank
 
 from .common import add_timed_run_arguments, optimiser_step
-from .eval_photo import score
+from .eval_photo import occupancy_iou, score
 from .known_z import augment
 from .photos import PhotoSet
 from .vaegan import Cycler, detached_copy, encoder_of, held_out_split
@@ -120,7 +120,7 @@ def held_out_scores(pipe: ChairPipeline, photos: PhotoSet, idx: np.ndarray) -> d
         for i, occ, g in zip(part, occupancy, at_mode):
             truth = photos.voxels[photos.chair[i]] > 0
             ap, iou = score(occ, truth)
-            rows.append((100 * ap, iou, score(g, truth)[1]))
+            rows.append((100 * ap, iou, occupancy_iou(g, truth)))
     pipe.encoder.train()
     ap, iou, iou_mode = np.mean(rows, axis=0)
     return {"ap": float(ap), "iou": float(iou), "iou_mode": float(iou_mode)}

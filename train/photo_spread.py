@@ -30,7 +30,7 @@ from vaegan.errors import ConfigError
 from vaegan.pipeline import PREDICTIVE_SAMPLES
 
 from .eval_photo import (_check_renders, _render_batches, calibration_set, frame_to_ikea, ikea_pictures, load_ikea,
-                         score, training_mean_chair)
+                         occupancy_iou, score, training_mean_chair)
 from .photos import PhotoSet
 
 CANDIDATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
@@ -72,7 +72,7 @@ def _spread_rows(pipe: ChairPipeline, batches, candidates, samples: int, to_grid
             prob = pipe.predictive(mu, std=std, samples=samples)  # (b, R, R, R)
             for p, t in zip(prob, truths):
                 p = to_grid(p)
-                scores.append([score(p, t)[0]] + [score(p, t, level)[1] for level in LEVELS])
+                scores.append([score(p, t)[0]] + [occupancy_iou(p, t, level) for level in LEVELS])
         ap, *ious = np.mean(scores, axis=0)
         iou_at = {level: float(i) for level, i in zip(LEVELS, ious)}
         rows.append({"std": float(std), "ap": 100 * float(ap), "iou": iou_at[0.5], "iou_at": iou_at})
