@@ -15,9 +15,7 @@ import argparse
 import functools
 import os
 import random
-import shutil
 import threading
-import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -27,12 +25,15 @@ from PIL import Image, ImageDraw
 from trimesh.visual import TextureVisuals
 from trimesh.visual.material import PBRMaterial
 
-from vaegan import ChairPipeline, figures, latents, meshing, novelty, projection, render, voxels
+from vaegan import ChairPipeline, datasets, figures, meshing, novelty, projection, render, voxels
+from vaegan import directions as latent_directions
+from vaegan import latents
 from vaegan import atlas as latent_atlas
 from vaegan import attributes as chair_attributes
 from vaegan.cli import (CHECKPOINT_ENV, DEFAULT_CHECKPOINT, FORMATS, load_pipeline, prepare_for_serving,
                         write_chair)
 from vaegan.errors import EmptyShapeError
+from vaegan.session_files import SessionFiles
 
 VIEWS = ("Mesh", "Voxels")
 SOURCES = ("Seed", "Gallery pick", "Photo", "Current chair")
@@ -42,8 +43,9 @@ SLIDER_RANGE = 3.0  # directions are unit vectors; prior samples have std 1 alon
 DATA_ENV = "CHAIR_DATA"  # training chairs for the novelty check
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data" / "modelnet10_chair_vol30"
 VOXEL_TYPES = [".binvox", ".vox", ".npy", ".npz", ".mat"]
-# Projection of an uploaded voxel chair: a smaller bank and fewer steps than `train atlas`
-# (a few seconds on 2 cores); the IoU of the result is shown beside it.
+# An uploaded voxel chair's code: the shape encoder's one pass (instant), refined through the
+# generator by `projection.REFINE` (~0.3 s). A checkpoint without a shape encoder projects
+# from a bank instead: a smaller bank and fewer steps than `train atlas` (a few seconds).
 APP_PROJECTION = projection.ProjectionConfig(steps=80, bank=512, starts=1)
 # Clicking a point of the atlas scatter: gr.Plot exposes no click event, so this listens to
 # plotly's own plotly_click, writes the point's number into the "Chair #" box and presses
@@ -75,7 +77,11 @@ DEFAULT_LEVEL, DEFAULT_SMOOTH, DEFAULT_TRUNCATION = 0.5, 0.0, 0.8
 # The plot's warm wood (figures.DEFAULT_COLOR), in glTF's linear color space, for the viewer.
 WOOD = PBRMaterial(name="wood", baseColorFactor=[140, 60, 26, 255], metallicFactor=0.0, roughnessFactor=0.9)
 CAMERA = (60, 70, 1.8)  # Model3D (alpha, beta, radius): a front three-quarter view from above
-SESSION_DIR = "chair-studio"  # under Gradio's cache folder, so delete_cache removes old files
+SESSION_DIR = "chair-studio"  # under Gradio's cache folder: the sessions' output files (vaegan.session_files)
+KEEPALIVE_S = 30  # an open tab's timer tick: its session (and the chair on screen) stays alive
+# Gradio's own temporary files are now only uploads (outputs are served in place from
+# SESSION_DIR): a photo stays usable as an operand for an hour, the sweep runs every 10 minutes.
+DELETE_CACHE = (600, 3600)
 
 CSS = """
 #notice {border-left: 4px solid #e0a030; padding: 4px 12px; background: rgba(224,160,48,0.08);}
@@ -118,9 +124,7 @@ class TrainingChairs:
     def packed(self) -> novelty.PackedGrids:
         with self._lock:
             if self._packed is None:
-                from train.data import load_chairs  # the project's one ModelNet/binvox loader
-
-                grids, names = load_chairs(self.folder, "train", self.resolution)
+                grids, names = datasets.load_chairs(self.folder, "train", self.resolution)
                 self._packed = novelty.pack(grids, names=names)
             return self._packed
 
@@ -188,7 +192,7 @@ class Studio:
         self.pipe = pipe
         self.notice = notice
         self.checkpoint = checkpoint
-        self.directions = latents.slider_directions(pipe, N_DIRECTIONS, named_k=MAX_NAMED)
+        self.directions = latent_directions.slider_directions(pipe, N_DIRECTIONS, named_k=MAX_NAMED)
         self.named = not self.directions[0].name.startswith("PC ")
         root = getattr(pipe, "root", None)
         self.atlas = latent_atlas.load_atlas(root, pipe.z_dim) if latent_atlas.has_atlas(root) else None
@@ -196,22 +200,23 @@ class Studio:
                                        pipe.resolution)
         self._bank: projection.LatentBank | None = None
         self._bank_lock = threading.Lock()
-        self.workdir = Path(workdir) if workdir else Path(gr.utils.get_upload_folder()) / SESSION_DIR
+        workdir = Path(workdir) if workdir else Path(gr.utils.get_upload_folder()) / SESSION_DIR
+        self.files = SessionFiles(workdir)  # the sweeper thread starts with the server (main)
 
     # ------------------------------------------------------------------ helpers
-    def session_dir(self, request: gr.Request | None) -> Path:
-        session = getattr(request, "session_hash", None) or "local"
-        folder = self.workdir / "".join(c for c in str(session) if c.isalnum() or c in "-_")[:64]
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+    def output(self, request: gr.Request | None, slot: str):
+        """A fresh folder for this response's files of ``slot``; it replaces the slot's
+        previous files once the response is ready (`vaegan.session_files`)."""
+        return self.files.output(getattr(request, "session_hash", None), slot)
 
     def cleanup(self, request: gr.Request):
-        """demo.unload: remove the closing session's files (delete_cache is the backstop)."""
+        """demo.unload: remove the closing session's files (idle sessions go by themselves)."""
         if getattr(request, "session_hash", None):
-            shutil.rmtree(self.session_dir(request), ignore_errors=True)
+            self.files.close(request.session_hash)
 
-    def _file(self, request, suffix: str) -> Path:
-        return self.session_dir(request) / f"{uuid.uuid4().hex[:12]}{suffix}"
+    def keepalive(self, request: gr.Request):
+        """An open tab's timer tick: keep this session's files (the chair on screen)."""
+        self.files.touch(getattr(request, "session_hash", None))
 
     def _latent(self, value, name: str = "latent") -> np.ndarray:
         return latents.as_latent(value, self.pipe.z_dim, name=name)
@@ -225,7 +230,7 @@ class Studio:
         _, seen = self.pipe.preprocess(_image_input(payload))  # ImageError for bad files
         return latents.as_latent(self.pipe.encode(seen)[0]), seen
 
-    def _thumbnail(self, vox, level: float, smooth: float, request) -> str:
+    def _thumbnail(self, vox, level: float, smooth: float, folder: Path, name: str) -> str:
         try:
             mesh = self.pipe.mesh(vox, level=level, smooth=smooth)
             pixels = render.render_mesh(mesh, size=THUMB_SIDE, points=THUMB_POINTS)
@@ -233,14 +238,15 @@ class Studio:
         except EmptyShapeError:
             image = Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), "white")
             ImageDraw.Draw(image).text((8, THUMB_SIDE // 2 - 6), "empty at this level", fill=(120, 120, 120))
-        path = self._file(request, ".png")
+        path = folder / f"{name}.png"
         image.save(path, compress_level=1)
         return str(path)
 
-    def _thumbnails(self, zs: np.ndarray, captions: list[str], level, smooth, request):
+    def _thumbnails(self, zs: np.ndarray, captions: list[str], level, smooth, folder: Path):
         level, smooth = self._mesh_settings(level, smooth)
         vox = self.pipe.generate(zs)
-        return [(self._thumbnail(v, level, smooth, request), c) for v, c in zip(vox, captions)], vox
+        return [(self._thumbnail(v, level, smooth, folder, f"{i + 1:02d}"), c)
+                for i, (v, c) in enumerate(zip(vox, captions))], vox
 
     @staticmethod
     def _mesh_settings(level, smooth) -> tuple[float, float]:
@@ -264,10 +270,11 @@ class Studio:
             gr.Warning(str(err))
             return chair, None, figures.empty_figure(str(err)), f"**{label}** · empty at iso-level {level:g}"
         mesh.visual = TextureVisuals(material=WOOD)
-        glb = self._file(request, ".glb")
-        # export_mesh rotates to the viewer's Y-up frame; bytes + a plain write skip the fsync
-        # of the path form, which costs milliseconds per slider move for a throwaway preview.
-        glb.write_bytes(meshing.export_mesh(mesh, "glb"))
+        with self.output(request, "view") as folder:
+            glb = folder / "chair.glb"
+            # export_mesh rotates to the viewer's Y-up frame; bytes + a plain write skip the fsync
+            # of the path form, which costs milliseconds per slider move for a throwaway preview.
+            glb.write_bytes(meshing.export_mesh(mesh, "glb"))
         if view == "Mesh":  # mesh_figure's JSON without re-validating the layout each time
             fig = PlotData(type="plotly", plot=figures.mesh_figure_json(mesh))
         else:
@@ -322,7 +329,8 @@ class Studio:
         n = _number(n, "number of chairs", 1, MAX_SAMPLES, integer=True)
         zs = self._prior(seed, truncation, n)
         captions = [f"seed {int(seed)} · #{i + 1}" for i in range(n)]
-        thumbs, vox = self._thumbnails(zs, captions, level, smooth, request)
+        with self.output(request, "gallery") as folder:
+            thumbs, vox = self._thumbnails(zs, captions, level, smooth, folder)
         batch = {"z": zs.tolist(), "labels": captions}
         chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": captions[0]}
         return (thumbs, batch, 1, *self._present(chair, level, smooth, view, request, vox[0]), *self._zeros())
@@ -381,7 +389,8 @@ class Studio:
         result = latents.arithmetic(*(z for z, _ in operands))
         zs = np.stack([z for z, _ in operands] + [result])
         captions = [label for _, label in operands] + ["A − B + C"]
-        thumbs, vox = self._thumbnails(zs, captions, level, smooth, request)
+        with self.output(request, "arithmetic") as folder:
+            thumbs, vox = self._thumbnails(zs, captions, level, smooth, folder)
         new = {"z": result.tolist(), "base": result.tolist(), "label": "A − B + C"}
         return (thumbs, *self._present(new, level, smooth, view, request, vox[3]), *self._zeros())
 
@@ -393,14 +402,15 @@ class Studio:
                               (("start", a_source, a_seed, a_index, a_photo), ("end", b_source, b_seed, b_index, b_photo)))
         zs = latents.interpolate(za, zb, steps, method)
         captions = [f"{i + 1}/{steps}" for i in range(steps)]
-        thumbs, _ = self._thumbnails(zs, captions, level, smooth, request)
-        frames = []
-        for path, _ in thumbs:
-            with Image.open(path) as frame:
-                frames.append(frame.convert("RGB"))
-        frames += frames[-2:0:-1]  # ping-pong, so the loop has no jump
-        gif = self._file(request, ".gif")
-        frames[0].save(gif, save_all=True, append_images=frames[1:], duration=160, loop=0)
+        with self.output(request, "strip") as folder:
+            thumbs, _ = self._thumbnails(zs, captions, level, smooth, folder)
+            frames = []
+            for path, _ in thumbs:
+                with Image.open(path) as frame:
+                    frames.append(frame.convert("RGB"))
+            frames += frames[-2:0:-1]  # ping-pong, so the loop has no jump
+            gif = folder / "interpolation.gif"
+            frames[0].save(gif, save_all=True, append_images=frames[1:], duration=160, loop=0)
         strip = {"z": zs.tolist(), "labels": [f"{la} → {lb}, step {c}" for c in captions]}
         return thumbs, str(gif), strip
 
@@ -412,9 +422,9 @@ class Studio:
         if not formats:
             raise ValueError("choose at least one file format")
         z = self._latent(chair["z"])
-        folder = self.session_dir(request) / f"export-{uuid.uuid4().hex[:8]}"
-        paths = write_chair(self.pipe, z, self.pipe.generate(z)[0], folder / "chair", formats, level, smooth,
-                            checkpoint=self.checkpoint or None, label=chair.get("label"))
+        with self.output(request, "export") as folder:
+            paths = write_chair(self.pipe, z, self.pipe.generate(z)[0], folder / "chair", formats, level, smooth,
+                                checkpoint=self.checkpoint or None, label=chair.get("label"))
         return [str(p) for p in paths]
 
     @friendly
@@ -444,7 +454,8 @@ class Studio:
         index, iou = novelty.nearest(vox, refs)
         i, value = int(index[0]), float(iou[0])
         verdict = "a near-copy" if value > 0.9 else "close" if value > 0.7 else "new"
-        thumb = self._thumbnail(refs.unpack(i).astype(np.float32), 0.5, 0.0, request)
+        with self.output(request, "nearest") as folder:
+            thumb = self._thumbnail(refs.unpack(i).astype(np.float32), 0.5, 0.0, folder, "nearest")
         return thumb, f"nearest training chair: **{refs.names[i]}**, IoU **{value:.2f}** ({verdict})"
 
     def _require_atlas(self) -> latent_atlas.Atlas:
@@ -473,16 +484,23 @@ class Studio:
             return self._bank
 
     @friendly
-    def load_voxels(self, request: gr.Request, file, level, smooth, view):
-        """A voxel file -> projected into z (`vaegan.projection`) -> the current chair, editable
-        with the sliders like any other. The info line gives the projection's IoU."""
+    def load_voxels(self, request: gr.Request, file, level, smooth, view, refine=True):
+        """A voxel file -> its code -> the current chair, editable with the sliders like any
+        other: the shape encoder's code, refined through the generator when ``refine``
+        (`vaegan.projection.encode`), or, for a checkpoint without a shape encoder, a projection
+        from a bank of samples. The info line gives the IoU of the chair shown with the file's."""
         if not file:
             raise ValueError(f"no file: upload a voxel chair ({', '.join(VOXEL_TYPES)})")
         path = Path(file if isinstance(file, str) else getattr(file, "name", None) or file.get("path"))
         grid = voxels.load_voxels(path, self.pipe.resolution)  # VoxelError for bad files
-        result = projection.project(self.pipe, grid, APP_PROJECTION, bank=self._latent_bank())
+        if self.pipe.shape_encoder is not None:
+            result = projection.encode(self.pipe, grid, refine=bool(refine))  # VoxelError for an empty grid
+            how = "encoded, refined" if refine else "encoded"
+        else:
+            result = projection.project(self.pipe, grid, APP_PROJECTION, bank=self._latent_bank())
+            how = "projected"
         z = result.z[0].tolist()
-        chair = {"z": z, "base": z, "label": f"projected: {path.stem[:60]} (IoU {float(result.iou[0]):.2f})"}
+        chair = {"z": z, "base": z, "label": f"{path.stem[:60]} ({how}, IoU {float(result.iou[0]):.2f})"}
         return (*self._present(chair, level, smooth, view, request), *self._zeros())
 
     @staticmethod
@@ -512,8 +530,11 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
     ``data`` is the training-chair folder of the novelty check (default: $CHAIR_DATA, else
     ../shared/data/modelnet10_chair_vol30 beside the repository)."""
     examples = sorted(str(p) for p in (Path(__file__).parent / "examples").glob("*.png"))
-    with gr.Blocks(title="Chair Studio", delete_cache=(3600, 3600), analytics_enabled=False) as demo:
+    with gr.Blocks(title="Chair Studio", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
         studio = Studio(pipe, notice, Path(demo.GRADIO_CACHE) / SESSION_DIR, checkpoint, data)
+        # Our outputs are served from where they were written: no copy into Gradio's cache
+        # (half the disk, and no second copy that only Gradio's hourly sweep would remove).
+        gr.set_static_paths([studio.files.parent])
         chair = gr.State(None)  # {"z": [...], "base": [...], "label": str}: the current chair
         batch = gr.State(None)  # the sample gallery's latents
         strip_batch = gr.State(None)  # the interpolation strip's latents
@@ -608,9 +629,10 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                         export_btn = gr.Button("Prepare downloads", variant="primary")
                         files = gr.File(label="Downloads", file_count="multiple", interactive=False)
                         latent_file = gr.File(label="Load a chair .json", file_types=[".json"], type="filepath")
-                        voxel_file = gr.File(label="Load a voxel chair: it is projected into the latent space, "
-                                                   "then the sliders edit it", file_types=VOXEL_TYPES,
-                                             type="filepath")
+                        voxel_file = gr.File(label="Load a voxel chair: it gets a latent code, then the "
+                                                   "sliders edit it", file_types=VOXEL_TYPES, type="filepath")
+                        refine = gr.Checkbox(True, visible=pipe.shape_encoder is not None,
+                                             label="Refine its code through the generator (~0.3 s; off: instant)")
             with gr.Column(scale=6):
                 model3d = gr.Model3D(label="Current chair (drag to orbit)", clear_color=(0.96, 0.96, 0.95, 1.0),
                                      camera_position=CAMERA, height=380, elem_id="model3d")
@@ -667,7 +689,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                      trigger_mode="always_last", **model_events)
         chair.change(studio.nearest, chair, [nearest_img, nearest_info], api_name="nearest", show_progress="hidden",
                      trigger_mode="always_last", **model_events)
-        voxel_file.upload(studio.load_voxels, [voxel_file, level, smooth, view], [*shown, *sliders],
+        voxel_file.upload(studio.load_voxels, [voxel_file, level, smooth, view, refine], [*shown, *sliders],
                           api_name="load_voxels", **model_events)
         gr.on([atlas_method.change, atlas_color.change], studio.atlas_plot, [atlas_method, atlas_color], atlas_fig,
               api_name="atlas_plot", show_progress="hidden", trigger_mode="always_last", **model_events)
@@ -678,6 +700,8 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         atlas_btn.click(studio.atlas_open, [atlas_index, level, smooth, view], [*shown, *sliders],
                         api_name="atlas_open", **fast)
         demo.unload(studio.cleanup)
+        gr.Timer(KEEPALIVE_S).tick(studio.keepalive, None, None, queue=False, show_progress="hidden",
+                                   api_visibility="private")
     demo.studio = studio  # for tests and the benchmark
     return demo
 
@@ -711,6 +735,7 @@ def main(argv=None):
     name = "random-init" if notice else str(args.checkpoint or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
     demo = build_demo(pipe, notice, checkpoint=name, concurrency=args.concurrency, data=args.data)
     demo.studio.training.preload()
+    demo.studio.files.start()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS,
                 max_file_size="20mb", footer_links=["api", "gradio"])

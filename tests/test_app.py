@@ -6,6 +6,8 @@ import io
 import json
 import socket
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -60,7 +62,23 @@ def test_build_demo_names_every_event(tiny_pipe):
     assert public == PUBLIC_ENDPOINTS
     named = [fn for fn in demo.fns.values() if fn.fn is not None and fn.api_visibility != "private"]
     assert all(fn.api_name for fn in named)
-    assert demo.delete_cache == (3600, 3600)
+    assert demo.delete_cache == app.DELETE_CACHE
+    # outputs are served in place, so Gradio keeps no second copy of them
+    assert gr.utils.is_static_file(str(_touch(demo.studio.files.root / "s" / "view-x" / "chair.glb")))
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"glb")
+    return path
+
+
+def test_importing_the_app_does_not_import_train():
+    """Layering: the app needs only vaegan (the novelty check's loader is vaegan.datasets)."""
+    code = "import sys, app; bad = sorted(m for m in sys.modules if m == 'train' or m.startswith('train.')); print(bad)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
 
 
 def test_parse_args_defaults_to_localhost(monkeypatch):
@@ -305,11 +323,40 @@ def test_realism_and_session_cleanup(sampled, tiny_pipe):
     class Req:
         session_hash = "abc123"
 
-    folder = studio.session_dir(Req())
-    (folder / "x.glb").write_bytes(b"x")
-    studio.cleanup(Req())
-    assert not folder.exists()
+    class Other:
+        session_hash = "live456"
+
+    glb = Path(studio.explore(Req(), out[3], LEVEL, SMOOTH, "Mesh", 1.0)[1])
+    kept = Path(studio.explore(Other(), out[3], LEVEL, SMOOTH, "Mesh", 1.0)[1])
+    assert glb.is_file() and kept.is_file()
+    studio.cleanup(Req())  # the tab closed
+    assert not glb.exists() and kept.is_file()
     assert 0 <= studio.random_seed() <= 99_999
+
+
+def test_a_session_keeps_only_its_current_files(studio, sampled):
+    """Every slider move writes a GLB; the superseded ones go after the grace period, the one
+    on screen stays, and an idle session that never unloaded is reclaimed."""
+    clock = [0.0]
+    studio.files._clock = lambda: clock[0]
+
+    class Req:
+        session_hash = "s1"
+
+    chair = sampled[1][3]
+    glbs = [Path(studio.explore(Req(), chair, LEVEL, SMOOTH, "Mesh", a)[1]) for a in (0.5, 1.0, 1.5)]
+    assert len(set(glbs)) == 3 and all(p.is_file() for p in glbs)
+    clock[0] += studio.files.grace_s + 1
+    studio.files.sweep()
+    assert [p.is_file() for p in glbs] == [False, False, True]  # only the chair on screen
+    clock[0] += studio.files.idle_s - studio.files.grace_s
+    studio.keepalive(Req())  # an open tab ticks
+    clock[0] += studio.files.grace_s + 1
+    studio.files.sweep()
+    assert glbs[-1].is_file()
+    clock[0] += studio.files.idle_s
+    studio.files.sweep()  # no request and no tick for idle_s: the session is gone
+    assert not glbs[-1].exists()
 
 
 # ------------------------------------------------------------------ through gradio_client
@@ -431,13 +478,18 @@ def test_load_voxels_projects_a_file_into_an_editable_chair(studio, tiny_pipe, t
     np.save(path, target)
     chair, glb, plot, info, *sliders = studio.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh")
     assert len(chair["z"]) == tiny_pipe.z_dim and chair["base"] == chair["z"]
-    assert "projected: mine (IoU" in info and sliders == [0.0] * 5 and Path(glb).is_file()
+    assert "mine (encoded, refined, IoU" in info and sliders == [0.0] * 5 and Path(glb).is_file()
     moved, *_ = studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", 1.0)  # the sliders edit it
     assert moved["z"] != chair["z"]
+    instant = studio.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh", False)[0]
+    np.testing.assert_allclose(instant["z"], tiny_pipe.encode_shape(target)[0].numpy(), atol=1e-6)
+    bare = app.Studio(app.ChairPipeline(tiny_pipe.generator, tiny_pipe.discriminator), workdir=tmp_path / "b")
+    assert "mine (projected, IoU" in bare.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh")[3]
     (tmp_path / "notes.txt").write_text("hello")
     np.save(tmp_path / "flat.npy", np.zeros((16, 16)))
+    np.save(tmp_path / "empty.npy", np.zeros((16, 16, 16)))
     for payload, reason in ((None, "no file"), (str(tmp_path / "notes.txt"), "unsupported extension"),
-                            (str(tmp_path / "flat.npy"), "3-D")):
+                            (str(tmp_path / "flat.npy"), "3-D"), (str(tmp_path / "empty.npy"), "empty")):
         with pytest.raises(gr.Error, match=reason):
             studio.load_voxels(None, payload, LEVEL, SMOOTH, "Mesh")
 
@@ -472,7 +524,7 @@ def test_atlas_tab_plots_and_opens_chairs(tmp_path):
 
 def test_nearest_training_chair_when_the_data_is_there(tmp_path):
     from test_atlas import write_modelnet
-    from train.data import load_chairs
+    from vaegan.datasets import load_chairs
     from train.metrics import iou_matrix
 
     pipe = ChairPipeline.from_config(tiny_config(32), seed=0)

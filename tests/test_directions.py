@@ -171,7 +171,7 @@ def test_train_directions_writes_loadable_files_the_app_uses(tmp_path, capsys):
     assert len(doc["raw"]) == len(doc["directions"]) and doc["fit"]["n"] == 120
     assert len(doc["attributes"]) == len(attributes.NAMES)
     loaded = ChairPipeline.from_pretrained(tmp_path / "ckpt")
-    sliders = latents.slider_directions(loaded, 5, named_k=8)
+    sliders = dirs.slider_directions(loaded, 5, named_k=8)
     assert [d.name for d in sliders] == list(dset.labels)
 
 

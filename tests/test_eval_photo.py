@@ -14,7 +14,7 @@ from conftest import tiny_config
 from train import photos as photo_data
 from train.__main__ import main as train_main
 from train.photo_spread import write_spread
-from train.data import load_chairs
+from vaegan.datasets import load_chairs
 from train.eval_photo import (MEAN_LEVELS, canonical_yaw, fit_temperature, frame_to_ikea, ikea_axes, ikea_to_frame,
                               load_ikea, mean_chair, mean_chair_level, probabilities, score)
 from vaegan import ChairPipeline

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from vaegan import latents
+from vaegan import directions, latents
 from vaegan.errors import LatentError
 
 Z = 8
@@ -120,7 +120,7 @@ def test_principal_direction_changes_the_output_more_than_a_minor_one(tiny_pipe)
 
 
 def test_slider_directions_default_to_named_pcs(tiny_pipe):
-    dirs = latents.slider_directions(tiny_pipe, 3)
+    dirs = directions.slider_directions(tiny_pipe, 3)
     assert [d.name for d in dirs] == ["PC 1", "PC 2", "PC 3"]
 
 
@@ -132,12 +132,12 @@ def test_slider_directions_read_the_checkpoints_direction_files(tiny_pipe, tmp_p
     vectors[0, 0], vectors[1, 1] = 1.0, 1.0
     save_directions(tmp_path, DirectionSet(("armrests", "seat_height"), ("armrests", "seat height"), vectors))
     tiny_pipe.root = tmp_path
-    dirs = latents.slider_directions(tiny_pipe, 5)
+    dirs = directions.slider_directions(tiny_pipe, 5)
     assert [d.name for d in dirs] == ["armrests", "seat height"]
     np.testing.assert_allclose(np.linalg.norm([d.vector for d in dirs], axis=1), 1.0, atol=1e-6)
     (tmp_path / "directions.json").write_text("{broken")
     with pytest.raises(LatentError, match="directions.json"):
-        latents.slider_directions(tiny_pipe, 5)
+        directions.slider_directions(tiny_pipe, 5)
 
 
 # ------------------------------------------------------------------ JSON
@@ -182,3 +182,15 @@ def test_json_rejects_binary_and_huge_files(tmp_path):
         latents.load_latent(big, Z)
     with pytest.raises(LatentError, match="cannot read"):
         latents.load_latent(tmp_path / "missing.json", Z)
+
+
+def test_latents_does_not_import_directions():
+    """No import circle: vaegan.directions builds on vaegan.latents, never the other way round."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(latents))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names} | {node.module or "" for node in ast.walk(tree)
+                                            if isinstance(node, ast.ImportFrom)}
+    assert not any("directions" in name for name in imported), imported

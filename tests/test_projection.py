@@ -113,7 +113,7 @@ def test_projection_reports_progress_and_keeps_the_generator_trainable(tiny_pipe
 
 @pytest.mark.slow
 def test_shipped_model_projects_test_chairs(data_dir):
-    from train.data import load_chairs
+    from vaegan.datasets import load_chairs
     from vaegan import ChairPipeline
 
     if not (SHIPPED / "generator" / "config.json").is_file():

@@ -115,7 +115,7 @@ def test_bad_data_and_bad_resume_are_clear_errors(tmp_path):
 def test_corrupt_file_is_skipped_and_counted(tmp_path, caplog):
     data = make_chairs(tmp_path / "data", n=10)
     (data / "train" / "chair_000000099_1.mat").write_bytes(b"MATLAB 5.0 truncated")
-    from train.data import load_chairs
+    from vaegan.datasets import load_chairs
     grids, names = load_chairs(data, "train")
     assert len(grids) == 10 and "chair_000000099_1" not in names
     assert "skipped 1 corrupt file(s) of 11" in caplog.text

@@ -23,6 +23,7 @@ COMMANDS = {
     "photo-spread": ("train.photo_spread", "fit the encoder's predictive spread on held-out renders or real dev photos"),
     "classify": ("train.classify", "ModelNet10 classification with discriminator features + linear SVM"),
     "directions": ("train.directions", "fit named semantic + GANSpace latent directions into a checkpoint"),
+    "shape-encoder": ("train.shape_encoder", "train the shape encoder (voxels -> z in one pass) for a generator"),
     "atlas": ("train.atlas", "project the training chairs into z: 2-D latent atlas, projection IoU"),
 }
 

@@ -6,7 +6,7 @@ measure the projection's reconstruction IoU on the test chairs.
 
 What it does (the library parts are `vaegan.projection` and `vaegan.atlas`):
 1. loads the ModelNet10 training chairs (pose _1, 888) and test chairs (100) at the model
-   resolution (`train.data.load_chairs`);
+   resolution (`vaegan.datasets.load_chairs`);
 2. projects each into z: retrieval start from a bank of ``--bank`` prior samples, then Adam
    steps through the frozen generator (`vaegan.projection.project`): ``--test-steps`` (200)
    for the test chairs, whose IoU is the reported reconstruction figure, and ``--steps``
@@ -32,11 +32,11 @@ import numpy as np
 
 from vaegan import atlas as atl
 from vaegan import attributes as attrs
+from vaegan.datasets import load_chairs
 from vaegan.errors import CheckpointError, ConfigError
 from vaegan.projection import ProjectionConfig, latent_bank, project
 
 from .common import open_checkpoint
-from .data import load_chairs
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ their 16^3, 8^3, 4^3 maps, i.e. to 2^3 each), concatenated, and a linear SVM on 
 classifies ModelNet10 at 91.0 % (ModelNet40: 83.3 %). This command repeats that protocol:
 
 * Data: `modelnet10_vox30.npz` (X_train, y_train, X_test, y_test; the official split, one
-  pose per shape) loaded with `train.data.load_modelnet10_npz` at the checkpoint's
+  pose per shape) loaded with `vaegan.datasets.load_modelnet10_npz` at the checkpoint's
   resolution (30^3 padded to 32^3; 64^3 = each voxel a 2^3 block). A checkpoint whose
   resolution is not a multiple of 32 cannot see these grids and is refused.
 * Features per checkpoint: the discriminator in eval mode (BatchNorm running statistics),
@@ -78,7 +78,7 @@ def load_npz_splits(path: str | Path, resolution: int) -> dict:
     Grids are uint8 (N, R, R, R) in our frame. Checks every expected array up front, so a
     wrong file fails in one clear line before anything slow happens.
     """
-    from train.data import load_modelnet10_npz
+    from vaegan.datasets import load_modelnet10_npz
 
     path = Path(path)
     if not path.exists():

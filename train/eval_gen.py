@@ -433,7 +433,7 @@ def main(args: argparse.Namespace) -> int:
     if args.n < 1 or args.points < 1 or not 0.0 < args.level < 1.0:
         raise ConfigError("--n and --points must be >= 1 and --level in (0, 1)")
 
-    from train.data import load_chairs
+    from vaegan.datasets import load_chairs
     from vaegan.pipeline import ChairPipeline
 
     t = time.perf_counter()

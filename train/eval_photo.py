@@ -398,7 +398,7 @@ def training_mean_chair(renders: str, modelnet: str, data: str, resolution: int)
 
         photos = PhotoSet(renders, "train")
         return mean_chair(photos.voxels), f"{renders} (train voxels)"
-    from .data import load_chairs
+    from vaegan.datasets import load_chairs
 
     folder = modelnet or str(Path(data).resolve().parent / "modelnet10_chair_vol30")
     if not Path(folder).exists():

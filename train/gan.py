@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from vaegan import meshing
 from vaegan.config import ModelConfig
+from vaegan.datasets import load_chairs
 from vaegan.errors import CheckpointError, ConfigError
 from vaegan.fileio import atomic_write
 from vaegan.models import Discriminator, Generator, to_channels_last
@@ -38,7 +39,6 @@ from vaegan.pipeline import ChairPipeline
 from vaegan.render import contact_sheet, render_grids
 
 from .common import add_config_arguments, config_values
-from .data import load_chairs
 
 log = logging.getLogger(__name__)
 

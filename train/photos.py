@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vaegan.datasets import load_chairs
 from vaegan.errors import ConfigError, VoxelError
 
 from .common import add_config_arguments, config_values
-from .data import load_chairs
 
 log = logging.getLogger(__name__)
 FORMAT = "chair-photos/1"

@@ -67,7 +67,7 @@ import numpy as np
 from . import attributes as attrs
 from .errors import LatentError
 from .fileio import atomic_write
-from .latents import Direction, as_latent
+from .latents import Direction, as_latent, principal_directions
 
 __all__ = [
     "FORMAT",
@@ -84,6 +84,7 @@ __all__ = [
     "measure_effects",
     "edit",
     "has_directions",
+    "slider_directions",
     "save_directions",
     "load_directions",
     "effects_markdown",
@@ -389,3 +390,17 @@ def effects_markdown(rows: list[dict], attributes: list[dict], title: str = "dir
                 cells += ["", ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def slider_directions(pipe, k: int = 5, named_k: int | None = None) -> list[Direction]:
+    """The Explore sliders' directions for ``pipe``: the checkpoint's named directions (the
+    first ``named_k``, default ``k``) when it has them, otherwise the first ``k`` principal
+    directions of the generator's first layer ("PC 1", "PC 2", ...;
+    `vaegan.latents.principal_directions`)."""
+    root = getattr(pipe, "root", None)
+    if has_directions(root):
+        named = load_directions(root, pipe.z_dim).as_list()  # LatentError if unreadable
+        if named:
+            return named[: named_k or k]
+    dirs = principal_directions(pipe.generator, k)
+    return [Direction(f"PC {i + 1}", vec) for i, vec in enumerate(dirs)]

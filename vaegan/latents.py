@@ -18,8 +18,8 @@ attributes: on a random-init generator they are just the dominant linear modes.
 
 A checkpoint with named semantic directions (``directions.safetensors`` + ``directions.json``
 in its root folder, written by ``python -m train directions``; format and fitting in
-`vaegan.directions`) gets those instead. `slider_directions` is the one place the app asks
-for them.
+`vaegan.directions`) gets those instead: `vaegan.directions.slider_directions` is the one
+place the app asks for its sliders, and it falls back to the principal directions here.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ __all__ = [
     "arithmetic",
     "apply_directions",
     "principal_directions",
-    "slider_directions",
     "latent_to_json",
     "latent_from_json",
     "save_latent",
@@ -190,21 +189,6 @@ def principal_directions(generator, k: int = 5, return_variance: bool = False):
     if return_variance:
         return dirs.astype(np.float32), np.maximum(evals[::-1][:k], 0.0)
     return dirs.astype(np.float32)
-
-
-def slider_directions(pipe, k: int = 5, named_k: int | None = None) -> list[Direction]:
-    """The Explore sliders' directions for ``pipe``: the checkpoint's named directions (the
-    first ``named_k``, default ``k``; see `vaegan.directions`) when it has them, otherwise the
-    first ``k`` principal directions ("PC 1", "PC 2", ...)."""
-    from . import directions  # directions imports this module
-
-    root = getattr(pipe, "root", None)
-    if directions.has_directions(root):
-        named = directions.load_directions(root, pipe.z_dim).as_list()  # LatentError if unreadable
-        if named:
-            return named[: named_k or k]
-    dirs = principal_directions(pipe.generator, k)
-    return [Direction(f"PC {i + 1}", vec) for i, vec in enumerate(dirs)]
 
 
 # ------------------------------------------------------------------ shareable JSON

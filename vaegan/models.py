@@ -4,6 +4,8 @@
 - `Discriminator`:  grid (B, 1, R, R, R) -> realism logit (B,), the generator's mirror.
 - `ImageEncoder`:   image (B, 3, S, S) -> mean, log-variance (B, z_dim) each (the paper's
                     Gaussian posterior), or a mixture over a stored bank of codes.
+- `ShapeEncoder`:   grid (B, 1, R, R, R) -> code (B, z_dim) in one pass: the generator's
+                    inverse, so that a given chair (a file, a training chair) gets a code.
 
 Each is an `nn.Module` + `PyTorchModelHubMixin` that saves `config.json` (a ModelConfig)
 and `model.safetensors`. Loading reads safetensors only, strictly: it never unpickles.
@@ -197,6 +199,31 @@ class ImageEncoder(HubModule):
         return mu + torch.exp(0.5 * logvar) * eps
 
 
+class ShapeEncoder(HubModule):
+    """Occupancy grid (B, 1, R, R, R) in [0, 1] -> latent code (B, z_dim), one forward pass.
+
+    The discriminator's conv trunk (stride-2 Conv3d, BatchNorm after the first, LeakyReLU
+    0.2; widths `config.d_widths`) down to 4^3, then one linear layer to z. Trained by
+    `python -m train shape-encoder` so that G(E(x)) reconstructs x (`ChairPipeline.encode_shape`).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        layers, c_in = [], 1
+        for i, c_out in enumerate(config.d_widths):
+            layers += [nn.Conv3d(c_in, c_out, 4, 2, 1, bias=i == 0),
+                       nn.Identity() if i == 0 else nn.BatchNorm3d(c_out), nn.LeakyReLU(0.2, True)]
+            c_in = c_out
+        self.net = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in * 4 ** 3, config.z_dim)  # (B, C * 4^3) -> (B, z_dim)
+        self.apply(_init_weights)
+
+    def forward(self, grids: torch.Tensor) -> torch.Tensor:
+        """(B, 1, R, R, R) -> (B, z_dim)."""
+        return self.head(self.net(grids).flatten(1))
+
+
 def to_radius(z: torch.Tensor, radius: float) -> torch.Tensor:
     """Codes (..., z_dim) scaled to norm `radius` (the encoder's e_mu_radius shell)."""
     return z * (radius / z.norm(dim=-1, keepdim=True).clamp(min=1e-6))
@@ -212,4 +239,5 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last_3d)
 
 
-__all__ = ["Generator", "Discriminator", "ImageEncoder", "kl_divergence", "to_channels_last", "to_radius"]
+__all__ = ["Generator", "Discriminator", "ImageEncoder", "ShapeEncoder", "kl_divergence", "to_channels_last",
+           "to_radius"]

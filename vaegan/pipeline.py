@@ -5,6 +5,7 @@ A checkpoint is a folder (local, or a Hub model repo) laid out like diffusers pi
     <name>/generator/{config.json, model.safetensors}        required
     <name>/discriminator/{config.json, model.safetensors}    optional (realism score)
     <name>/encoder/{config.json, model.safetensors}          optional (photo -> chair)
+    <name>/shape_encoder/{config.json, model.safetensors}    optional (voxels -> code)
     <name>/README.md                                         the model card
 
 CPU and float32 by default; all randomness comes from explicit seeds.
@@ -21,16 +22,19 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, R
 
 from . import meshing
 from .config import ModelConfig
-from .errors import CheckpointError, ImageError
+from .errors import CheckpointError, ImageError, VoxelError
 from .images import preprocess
-from .models import Discriminator, Generator, ImageEncoder, HubModule, to_radius
-from .voxels import check_grid
+from .models import Discriminator, Generator, HubModule, ImageEncoder, ShapeEncoder, to_radius
+from .voxels import check_grid, check_grids
 
 COMPONENTS: dict[str, type[HubModule]] = {
     "generator": Generator,
     "discriminator": Discriminator,
     "encoder": ImageEncoder,
+    "shape_encoder": ShapeEncoder,
 }
+MAX_SHAPES = 4096  # grids per encode_shape call (~0.5 GB of float32 32^3 grids)
+SHAPE_BATCH = 256  # grids per shape-encoder forward pass
 PREDICTIVE_SAMPLES = 256  # draws behind reconstruct()'s predictive occupancy (~0.7 s for one photo on 2 threads)
 DRAW_BATCH = 64  # grids per generator call while averaging draws
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -60,12 +64,13 @@ class ChairPipeline:
     """Sample, generate, encode photos, reconstruct and mesh chairs. See DEVELOPERS.md."""
 
     def __init__(self, generator: Generator, discriminator: Discriminator | None = None,
-                 encoder: ImageEncoder | None = None):
+                 encoder: ImageEncoder | None = None, shape_encoder: ShapeEncoder | None = None):
         self.generator = generator.eval()
         self.discriminator = discriminator.eval() if discriminator is not None else None
         self.encoder = encoder.eval() if encoder is not None else None
+        self.shape_encoder = shape_encoder.eval() if shape_encoder is not None else None
         self.config: ModelConfig = generator.config
-        for part in (discriminator, encoder):
+        for part in (discriminator, encoder, shape_encoder):
             if part is not None and (part.config.resolution, part.config.z_dim) != (self.resolution, self.z_dim):
                 raise CheckpointError(
                     f"{type(part).__name__} was built for resolution {part.config.resolution}, "
@@ -92,10 +97,10 @@ class ChairPipeline:
 
     @classmethod
     def from_config(cls, config: ModelConfig | None = None, seed: int = 0) -> "ChairPipeline":
-        """A randomly initialised pipeline (all three networks): works end to end untrained."""
+        """A randomly initialised pipeline (every network): works end to end untrained."""
         config = config or ModelConfig()
         torch.manual_seed(seed)
-        return cls(Generator(config), Discriminator(config), ImageEncoder(config))
+        return cls(Generator(config), Discriminator(config), ImageEncoder(config), ShapeEncoder(config))
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Write each present component to `folder/<component>/` (config.json + safetensors)."""
@@ -214,6 +219,23 @@ class ChairPipeline:
                 z = to_radius(z, config.e_mu_radius)
             total += self.generate(z.reshape(-1, self.z_dim)).reshape((len(chunk),) + total.shape).sum(0)
         return (total / int(samples)).astype(np.float32)
+
+    # ------------------------------------------------------------------ voxels -> latents
+    @torch.inference_mode()
+    def encode_shape(self, grids) -> torch.Tensor:
+        """Occupancy grids (R, R, R) or (n, R, R, R), float in [0, 1] or bool -> their codes,
+        torch.float32 (n, z_dim), one shape-encoder pass each: G(code) reconstructs the grid.
+        VoxelError for a wrong shape or resolution, NaN, an empty grid or more than
+        MAX_SHAPES grids; CheckpointError without a shape encoder."""
+        if self.shape_encoder is None:
+            raise CheckpointError("this checkpoint has no shape encoder (no shape_encoder/ folder)")
+        grids = check_grids(grids, self.resolution, what="shape grids", max_count=MAX_SHAPES)  # (n, R, R, R)
+        empty = np.flatnonzero(grids.reshape(len(grids), -1).max(1) < 0.5)
+        if len(empty):
+            raise VoxelError(f"shape grid {int(empty[0])} is empty (no voxel >= 0.5): there is no chair to encode"
+                             + (f" ({len(empty)} empty grids)" if len(empty) > 1 else ""))
+        batch = torch.from_numpy(grids)[:, None]  # (n, 1, R, R, R)
+        return torch.cat([self.shape_encoder(chunk) for chunk in batch.split(SHAPE_BATCH)])
 
     # ------------------------------------------------------------------ voxels -> outputs
     def mesh(self, vox, level: float = 0.5, smooth: float = 0.0, clean: bool = True, min_size: int = 0):

@@ -113,6 +113,29 @@ def check_grid(vox: Any, name: str = "voxel grid", resolution: int | None = None
     return arr
 
 
+def check_grids(grids: Any, resolution: int, what: str = "grids", max_count: int | None = None,
+                hint: str = "") -> np.ndarray:
+    """A grid (R, R, R) or a stack (n, R, R, R) at ``resolution`` -> float32 (n, R, R, R), each
+    checked like `check_grid`. ``what`` names them in errors, ``hint`` is appended to a shape
+    error, ``max_count`` bounds n."""
+    arr = grids.detach().cpu().numpy() if hasattr(grids, "detach") else grids
+    try:
+        arr = np.asarray(arr)
+    except (TypeError, ValueError) as err:
+        raise VoxelError(f"{what} are not an array: {err}") from err
+    given = tuple(arr.shape)
+    if arr.ndim == 3:
+        arr = arr[None]
+    want = (resolution,) * 3
+    if arr.ndim != 4 or tuple(arr.shape[1:]) != want or len(arr) == 0:
+        raise VoxelError(f"{what} must have shape {want} or (n, {resolution}, {resolution}, {resolution}), "
+                         f"got {given}{hint}")
+    if max_count is not None and len(arr) > max_count:
+        raise VoxelError(f"{len(arr):,} {what} at once: at most {max_count:,}, pass them in chunks")
+    return np.stack([check_grid(g, name=f"{what[:-1] if what.endswith('s') else what} {i}", resolution=resolution)
+                     for i, g in enumerate(arr)])
+
+
 # --------------------------------------------------------------------------- frame
 
 

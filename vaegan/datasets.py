@@ -1,4 +1,5 @@
-"""Training and evaluation data: loads voxel chairs from the folders `--data` points at.
+"""Datasets of voxel chairs: loads the folders that `--data` (training, evaluation) and the
+app's novelty check point at.
 
 Supported `--data` layouts:
 - a 3D ShapeNets / ModelNet10 volumetric folder (`chair_<id>_<k>.mat`, key `instance`),
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vaegan.errors import VoxelError
-from vaegan.voxels import load_voxels, modelnet_to_frame, read_mat
+from .errors import VoxelError
+from .voxels import load_voxels, modelnet_to_frame, read_mat
 
 log = logging.getLogger(__name__)
 

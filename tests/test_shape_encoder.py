@@ -1,0 +1,122 @@
+"""The shape encoder: `ChairPipeline.encode_shape` (shapes, dtype, bad input), its checkpoint
+folder, `python -m train shape-encoder` on a tiny dataset, and the shipped encoder (slow)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from test_train_gan import make_chairs
+from train.__main__ import main as train_main
+from vaegan import ChairPipeline, projection
+from vaegan.errors import CheckpointError, VoxelError
+from vaegan.models import ShapeEncoder
+from vaegan.pipeline import MAX_SHAPES
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "chair32"
+
+
+def box(resolution: int = 16) -> np.ndarray:
+    grid = np.zeros((resolution,) * 3, np.float32)
+    grid[4:12, 4:12, 6:8] = 1.0  # a seat
+    return grid
+
+
+def test_encode_shape_takes_one_grid_or_a_stack(tiny_pipe):
+    one = tiny_pipe.encode_shape(box())
+    assert one.shape == (1, tiny_pipe.z_dim) and one.dtype == torch.float32
+    stack = tiny_pipe.encode_shape(np.stack([box(), box() * 0.9, box() > 0.5]))  # float and bool
+    assert stack.shape == (3, tiny_pipe.z_dim)
+    torch.testing.assert_close(stack[0], one[0])  # one pass per grid, eval-mode BatchNorm
+    assert tiny_pipe.encode_shape(torch.from_numpy(box())).shape == (1, tiny_pipe.z_dim)
+    assert tiny_pipe.generate(stack).shape == (3, 16, 16, 16)
+
+
+@pytest.mark.parametrize("grids, reason", [
+    (np.zeros((32, 32, 32)), r"must have shape \(16, 16, 16\).*got \(32, 32, 32\)"),
+    (np.zeros((16, 16)), r"got \(16, 16\)"),
+    (np.zeros((2, 16, 16, 8)), r"got \(2, 16, 16, 8\)"),
+    (np.zeros((0, 16, 16, 16)), r"got \(0, 16, 16, 16\)"),
+    (np.where(box() > 0, np.nan, 0.0), "NaN"),
+    (np.zeros((16, 16, 16)), "shape grid 0 is empty"),
+    (np.stack([box(), np.zeros((16, 16, 16))]), "shape grid 1 is empty"),
+    (box() * 3, r"\[0, 1\]"),
+    (np.array(["a"] * 16 ** 3).reshape(16, 16, 16), "dtype"),
+])
+def test_encode_shape_rejects_bad_grids_with_a_reason(tiny_pipe, grids, reason):
+    with pytest.raises(VoxelError, match=reason):
+        tiny_pipe.encode_shape(grids)
+
+
+def test_encode_shape_refuses_more_than_the_limit_before_any_work(tiny_pipe):
+    grids = np.broadcast_to(box() > 0, (MAX_SHAPES + 1, 16, 16, 16))  # no copy: the check must come first
+    with pytest.raises(VoxelError, match=f"{MAX_SHAPES + 1:,} shape grids at once: at most {MAX_SHAPES:,}"):
+        tiny_pipe.encode_shape(grids)
+
+
+def test_encode_shape_needs_a_shape_encoder(tiny_pipe):
+    bare = ChairPipeline(tiny_pipe.generator, tiny_pipe.discriminator)
+    with pytest.raises(CheckpointError, match="no shape encoder"):
+        bare.encode_shape(box())
+
+
+def test_shape_encoder_round_trips_through_the_checkpoint_folder(tiny_pipe, tmp_path):
+    tiny_pipe.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "shape_encoder" / "model.safetensors").is_file()
+    loaded = ChairPipeline.from_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.encode_shape(box()), tiny_pipe.encode_shape(box()))
+
+
+def test_projection_refines_from_given_codes(tiny_pipe):
+    grids = np.stack([box(), box()])
+    codes = tiny_pipe.encode_shape(grids)
+    result = projection.project(tiny_pipe, grids, projection.ProjectionConfig(steps=4, eval_every=2), init=codes)
+    assert result.z.shape == (2, tiny_pipe.z_dim)
+    assert np.all(result.iou >= result.start_iou)  # the start is one of the kept candidates
+    with pytest.raises(ValueError, match="init has 1 codes for 2 targets"):
+        projection.project(tiny_pipe, grids, init=codes[:1])
+
+
+def test_train_shape_encoder_on_tiny_chairs(tmp_path, capsys):
+    data = make_chairs(tmp_path / "data", n=8)
+    (data / "test").mkdir()
+    for path in sorted((data / "train").glob("*_1.mat"))[:2]:
+        (data / "test" / path.name).write_bytes(path.read_bytes())
+    ChairPipeline.from_config(tiny_config(32), seed=0).save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "run"
+    args = ["shape-encoder", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(data), "--out", str(out),
+            "--steps", "3", "--batch-real", "4", "--batch-generated", "4", "--val-chairs", "2",
+            "--eval-every", "2", "--threads", "1"]
+    assert train_main([*args, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["batch_real"] == 4
+    assert train_main(args) == 0
+    report = json.loads((out / "shape_encoder.json").read_text())
+    assert report["steps"] == 3 and report["test_chairs"] == 2
+    assert 0.0 <= report["test_one_pass_iou"] <= report["test_refined_iou"] <= 1.0
+    pipe = ChairPipeline.from_pretrained(tmp_path / "ckpt")
+    pipe.shape_encoder = ShapeEncoder.from_pretrained(out / "shape_encoder")  # the trained one
+    assert pipe.encode_shape(np.ones((32, 32, 32))).shape == (1, 8)
+    # --resume continues the same run and refuses another generator
+    assert train_main([*args[:-8], "--steps", "4", "--batch-real", "4", "--batch-generated", "4",
+                       "--val-chairs", "2", "--eval-every", "2", "--threads", "1", "--resume"]) == 0
+    assert json.loads((out / "shape_encoder.json").read_text())["steps"] == 4
+    assert train_main(["shape-encoder", "--checkpoint", str(tmp_path), "--data", str(data), "--out", str(out),
+                       "--batch-real", "4", "--batch-generated", "4", "--resume"]) == 2
+
+
+@pytest.mark.slow
+def test_shipped_shape_encoder_reconstructs_test_chairs(data_dir):
+    if not (SHIPPED / "shape_encoder" / "config.json").is_file():
+        pytest.skip("checkpoints/chair32 has no shape encoder")
+    from vaegan.datasets import load_chairs
+
+    pipe = ChairPipeline.from_pretrained(SHIPPED)
+    chairs, _ = load_chairs(data_dir / "modelnet10_chair_vol30", "test", 32)
+    chairs = chairs[:12]
+    made = pipe.generate(pipe.encode_shape(chairs)) >= 0.5
+    iou = (made & (chairs > 0)).sum((1, 2, 3)) / (made | (chairs > 0)).sum((1, 2, 3))
+    assert iou.mean() > 0.5

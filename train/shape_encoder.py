@@ -1,0 +1,223 @@
+"""`python -m train shape-encoder`: train the shape encoder E (voxels -> z) for a frozen generator.
+
+    python -m train shape-encoder --checkpoint checkpoints/chair32 \
+        --data ../shared/data/modelnet10_chair_vol30 --out runs/shape32
+    python -m train shape-encoder ... --resume          # continue after a kill
+    python -m train shape-encoder ... --dry-run         # print the resolved config
+    cp -r runs/shape32/shape_encoder checkpoints/chair32/
+
+Each step takes a batch of training chairs and a batch of the generator's own samples:
+
+- training chairs x: reconstruction through the frozen generator,
+  BCE(G.logits(E(x)), x) with occupied voxels weighted by ``pos_weight`` (chairs fill ~3 % of
+  the grid, so plain BCE would let thin legs go): the measure a user sees;
+- generated chairs x = G(z) >= 0.5 with their known z: ||E(x) - z||^2 / z_dim, which keeps
+  the codes where the generator was trained (and is the whole target on its own chairs);
+- ``prior_weight`` * |E(x)|^2 / z_dim on the training chairs' codes: stay near the prior,
+  so the sliders and arithmetic behave on them as on sampled chairs.
+
+Every ``eval_every`` steps the one-pass IoU of G(E(x)) >= 0.5 with held-out training chairs
+(by id, as `train gan` holds them out) is measured; the best encoder is kept in
+``out/shape_encoder/``. At the end the same figure is measured on the data's test split,
+in one pass and after the short refinement the app uses (`vaegan.projection.REFINE`), with its
+time per chair; they go to ``out/shape_encoder.json`` and the log.
+"""
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vaegan import projection
+from vaegan.datasets import load_chairs
+from vaegan.errors import ConfigError
+from vaegan.models import ShapeEncoder, to_channels_last
+
+from .common import add_config_arguments, chair_ious, config_values, open_checkpoint
+from .gan import atomic_torch_save, load_resume_state, split_by_id
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class ShapeEncoderConfig:
+    checkpoint: str = "checkpoints/chair32"  # the generator the codes are for (frozen)
+    data: str = ""  # training chairs (`--data` of train gan); its test split is scored at the end
+    out: str = "runs/shape_encoder"  # run folder
+    minutes: float = 25.0  # training time; the run stops at `steps` or here, whichever is first
+    steps: int = 100_000
+    batch_real: int = 32  # training chairs per step (reconstruction loss)
+    batch_generated: int = 32  # generator samples per step (known-code loss)
+    lr: float = 1e-3  # Adam
+    lr_final: float = 0.1  # the lr decays linearly over the time budget to this fraction
+    recon_weight: float = 10.0
+    pos_weight: float = 3.0  # BCE weight of occupied voxels (as vaegan.projection)
+    latent_weight: float = 1.0
+    prior_weight: float = 0.01
+    mirror: bool = True  # random left/right flips of the training chairs
+    val_chairs: int = 48  # held out by id for model selection
+    eval_every: int = 250
+    seed: int = 0
+    threads: int = 2
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("--data is required: the training chairs")
+        if self.minutes <= 0 or self.steps < 1 or self.batch_real < 2 or self.batch_generated < 0:
+            raise ConfigError("minutes > 0, steps >= 1, batch_real >= 2 and batch_generated >= 0 are needed")
+        if min(self.lr, self.pos_weight) <= 0 or min(self.recon_weight, self.latent_weight, self.prior_weight) < 0:
+            raise ConfigError("lr and pos_weight must be > 0, the loss weights >= 0")
+
+
+# ----------------------------------------------------------------------------- losses
+def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """BCE of G's logits (B, 1, R, R, R) against binary chairs, occupied voxels weighted."""
+    weight = torch.where(target >= 0.5, pos_weight, 1.0)
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+
+
+def code_loss(code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """||E(G(z)) - z||^2 / z_dim, averaged over the batch (B, z_dim)."""
+    return (code - z).pow(2).mean()
+
+
+def prior_loss(code: torch.Tensor) -> torch.Tensor:
+    """|code|^2 / z_dim averaged over the batch: 1 for prior samples, large far outside."""
+    return code.pow(2).mean()
+
+
+# ----------------------------------------------------------------------------- helpers
+@torch.no_grad()
+def one_pass_iou(encoder: ShapeEncoder, generator, grids: np.ndarray) -> np.ndarray:
+    """IoU of G(E(x)) >= 0.5 with each grid x (n, R, R, R) -> (n,), encoder in eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    x = torch.from_numpy(grids.astype(np.float32))[:, None]
+    made = torch.cat([generator(encoder(c)) for c in x.split(64)])[:, 0].numpy() >= 0.5
+    encoder.train(was_training)
+    return chair_ious(made, grids > 0)
+
+
+def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # sparse grids: denormals make CPU kernels many times slower
+    out = Path(cfg.out)
+    state_path = out / "state.pt"
+    state = load_resume_state(state_path, cfg, ("checkpoint", "batch_real", "batch_generated")) if resume else None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    pipe = open_checkpoint(cfg.checkpoint)
+    generator = pipe.generator.eval().requires_grad_(False)  # frozen; eval-mode BatchNorm
+    chairs, names = load_chairs(cfg.data, "train", pipe.resolution)
+    train_idx, val_idx = split_by_id(names, cfg.val_chairs, cfg.seed)
+    data, val = torch.from_numpy(chairs[train_idx]), chairs[val_idx]  # (N, R, R, R) uint8
+    log.info("data: %d training chairs, %d held out, generator %s", len(data), len(val), cfg.checkpoint)
+
+    torch.manual_seed(cfg.seed)
+    encoder = to_channels_last(ShapeEncoder(pipe.config)).train()
+    opt = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    step, elapsed, best = 0, 0.0, -1.0
+    if state is not None:
+        encoder.load_state_dict(state["encoder"])
+        opt.load_state_dict(state["opt"])
+        rng.set_state(state["rng"])
+        step, elapsed, best = state["step"], state["elapsed"], state["best"]
+        log.info("resumed %s at step %d (%.1f min trained, best held-out IoU %.3f)", out, step, elapsed / 60, best)
+
+    def save_state() -> None:
+        atomic_torch_save({"config": asdict(cfg), "step": step, "elapsed": elapsed, "best": best,
+                           "encoder": encoder.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state()},
+                          state_path)
+
+    budget = 60 * cfg.minutes
+    bar = tqdm(total=cfg.steps, initial=step, desc="shape-encoder", dynamic_ncols=True, mininterval=2)
+    t_last, last_save, running = time.perf_counter(), time.perf_counter(), None
+    while step < cfg.steps and elapsed < budget:
+        for group in opt.param_groups:  # linear decay over the time budget
+            group["lr"] = cfg.lr * (1 - (1 - cfg.lr_final) * min(1.0, elapsed / budget))
+        real = data[torch.randint(len(data), (cfg.batch_real,), generator=rng)].float()  # (B, R, R, R)
+        if cfg.mirror:
+            flip = torch.rand(len(real), generator=rng) < 0.5
+            real[flip] = real[flip].flip(2)  # dim 2 is voxel axis 1, left/right
+        real = real[:, None].contiguous(memory_format=torch.channels_last_3d)  # (B, 1, R, R, R)
+        code = encoder(real)  # (B, z_dim)
+        loss = (cfg.recon_weight * reconstruction_loss(generator.logits(code), real, cfg.pos_weight)
+                + cfg.prior_weight * prior_loss(code))
+        if cfg.batch_generated:
+            z = torch.randn(cfg.batch_generated, pipe.z_dim, generator=rng)
+            with torch.no_grad():
+                made = (generator(z) >= 0.5).float().contiguous(memory_format=torch.channels_last_3d)
+            loss = loss + cfg.latent_weight * code_loss(encoder(made), z)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        now = time.perf_counter()
+        elapsed, t_last = elapsed + now - t_last, now
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}", best=f"{best:.3f}", refresh=False)
+        if step % cfg.eval_every == 0 or step == cfg.steps or elapsed >= budget:
+            iou = float(one_pass_iou(encoder, generator, val).mean())
+            tqdm.write(f"step {step} ({elapsed / 60:.1f} min): loss {running:.3f}, held-out one-pass IoU {iou:.3f}")
+            if iou > best:
+                best = iou
+                detached = ShapeEncoder(pipe.config)
+                detached.load_state_dict(encoder.state_dict())
+                detached.save_pretrained(out / "shape_encoder")
+            t_last = time.perf_counter()  # evaluation time does not count as training time
+        if now - last_save > 300:
+            save_state()
+            last_save = time.perf_counter()
+    bar.close()
+    save_state()
+    log.info("trained %d steps in %.1f min; best held-out one-pass IoU %.3f -> %s", step, elapsed / 60, best,
+             out / "shape_encoder")
+    report = {"steps": step, "minutes": round(elapsed / 60, 2), "held_out_iou": round(best, 4)}
+    report.update(test_report(cfg.checkpoint, out / "shape_encoder", cfg.data))
+    (out / "shape_encoder.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return out / "shape_encoder"
+
+
+def test_report(checkpoint: str, encoder_dir: Path, data: str) -> dict:
+    """The trained encoder on the data's test split: one-pass IoU, and IoU after `REFINE`
+    with its time per chair (one chair at a time, as in the app)."""
+    if not (Path(data) / "test").is_dir():
+        log.warning("no test split scored: %s has no test/ folder", data)
+        return {}
+    pipe = open_checkpoint(checkpoint)
+    pipe.shape_encoder = ShapeEncoder.from_pretrained(encoder_dir)
+    tests, _ = load_chairs(data, "test", pipe.resolution)
+    once = chair_ious(pipe.generate(pipe.encode_shape(tests)) >= 0.5, tests > 0)
+    start = time.perf_counter()
+    refined = np.array([projection.encode(pipe, grid).iou[0] for grid in tests])  # one at a time, as the app
+    seconds = (time.perf_counter() - start) / len(tests)
+    return {"test_chairs": len(tests), "test_one_pass_iou": round(float(once.mean()), 4),
+            "test_refined_iou": round(float(refined.mean()), 4), "refine_seconds_per_chair": round(seconds, 3),
+            "refine": asdict(projection.REFINE)}
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_arguments(parser) -> None:
+    add_config_arguments(parser, ShapeEncoderConfig)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from state.pt")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def main(args) -> int:
+    cfg = ShapeEncoderConfig(**config_values(args, ShapeEncoderConfig))
+    if args.dry_run:
+        cfg.validate()
+        print(json.dumps(asdict(cfg), indent=2))
+        return 0
+    train(cfg, resume=args.resume)
+    return 0
