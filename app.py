@@ -377,7 +377,10 @@ class Studio:
     def photo(self, request: gr.Request, image, level, smooth, view):
         z, seen = self._encode(image)
         chair = {"z": z.tolist(), "base": z.tolist(), "label": "from photo"}
-        return (seen, *self._present(chair, level, smooth, view, request), *self._zeros())
+        with self.output(request, "photo") as folder:  # a session file, not one in Gradio's cache
+            seen_path = folder / "seen.png"
+            seen.save(seen_path, compress_level=1)
+        return (str(seen_path), *self._present(chair, level, smooth, view, request), *self._zeros())
 
     @friendly
     def arithmetic(self, request: gr.Request, batch, chair, truncation, level, smooth, view,

@@ -63,6 +63,11 @@ def test_build_demo_names_every_event(tiny_pipe):
     named = [fn for fn in demo.fns.values() if fn.fn is not None and fn.api_visibility != "private"]
     assert all(fn.api_name for fn in named)
     assert demo.delete_cache == app.DELETE_CACHE
+    # an open tab keeps its session's files alive: a timer ticks the keepalive handler
+    timers = [b for b in demo.blocks.values() if isinstance(b, gr.Timer)]
+    assert len(timers) == 1 and timers[0].value == app.KEEPALIVE_S < demo.studio.files.idle_s / 3
+    ticks = [fn for fn in demo.fns.values() if any(t[1] == "tick" for t in fn.targets)]
+    assert len(ticks) == 1 and ticks[0].fn.__name__ == "keepalive" and not ticks[0].queue
     # outputs are served in place, so Gradio keeps no second copy of them
     assert gr.utils.is_static_file(str(_touch(demo.studio.files.root / "s" / "view-x" / "chair.glb")))
 
@@ -187,7 +192,8 @@ def test_sample_rejects_bad_numbers(studio):
 def test_photo_accepts_paths_filedata_and_data_urls(studio, tiny_pipe, tmp_path):
     path = photo_file(tmp_path)
     seen, chair, glb, plot, info, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
-    assert seen.size == (tiny_pipe.config.image_size,) * 2
+    with Image.open(seen) as picture:  # a session file, as every other output
+        assert picture.size == (tiny_pipe.config.image_size,) * 2
     np.testing.assert_allclose(chair["z"], np.asarray(tiny_pipe.encode(path))[0], rtol=1e-5, atol=1e-6)
     same = studio.photo(None, {"path": path, "orig_name": "chair.png"}, LEVEL, SMOOTH, "Mesh")[1]
     data_url = "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()

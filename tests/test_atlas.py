@@ -131,6 +131,11 @@ def test_train_atlas_writes_the_atlas_the_app_reads(tmp_path, capsys):
     assert len(atlas) == 10 and set(atlas.coords) == set(atl.METHODS)
     assert atlas.names[0] == "chair_000000000_1" and atlas.attributes[1, attributes.NAMES.index("armrests")] == 1.0
     assert atlas.meta["projection"]["test"]["n"] == 3 and (tmp_path / "ckpt" / atl.PNG_FILE).is_file()
+    assert atlas.meta["projection"]["start"] == "encoder"  # the checkpoint has a shape encoder
+    assert "from the shape encoder's codes" in out
+    assert main(["atlas", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(data), "--steps", "2",
+                 "--no-test", "--bank", "16", "--start", "bank"]) == 0
+    assert atl.load_atlas(tmp_path / "ckpt", pipe.z_dim).meta["projection"]["start"] == "bank"
 
 
 def test_train_atlas_needs_data(tmp_path, capsys):

@@ -7,11 +7,12 @@ measure the projection's reconstruction IoU on the test chairs.
 What it does (the library parts are `vaegan.projection` and `vaegan.atlas`):
 1. loads the ModelNet10 training chairs (pose _1, 888) and test chairs (100) at the model
    resolution (`vaegan.datasets.load_chairs`);
-2. projects each into z: retrieval start from a bank of ``--bank`` prior samples, then Adam
-   steps through the frozen generator (`vaegan.projection.project`): ``--test-steps`` (200)
-   for the test chairs, whose IoU is the reported reconstruction figure, and ``--steps``
-   (40) for the training chairs, whose codes only place them on the map (that keeps the
-   888 chairs to a few minutes; IoU per step count is in the model card);
+2. gives each a code: the checkpoint's shape encoder in one pass (`ChairPipeline.encode_shape`)
+   or, with ``--start bank`` or without a shape encoder, the retrieval start from a bank of
+   ``--bank`` prior samples; then Adam steps through the frozen generator
+   (`vaegan.projection.project`): ``--test-steps`` (200) for the test chairs, whose IoU is
+   the reported reconstruction figure, and ``--steps`` (40) for the training chairs, whose
+   codes only place them on the map (IoU per step count is in the model card);
 3. measures the attributes of each *training chair itself* (`vaegan.attributes`);
 4. embeds the training codes with PCA and t-SNE, as they are and restricted to what the
    generator's first layer sees of them (`vaegan.atlas.embed`), and scores how well each
@@ -34,7 +35,7 @@ from vaegan import atlas as atl
 from vaegan import attributes as attrs
 from vaegan.datasets import load_chairs
 from vaegan.errors import CheckpointError, ConfigError
-from vaegan.projection import ProjectionConfig, latent_bank, project
+from vaegan.projection import REFINE, ProjectionConfig, latent_bank, project
 
 from .common import open_checkpoint
 
@@ -48,8 +49,9 @@ class AtlasConfig:
     steps: int = 40  # projection Adam steps per training chair (the atlas codes)
     test_steps: int = 200  # projection Adam steps per test chair (the reconstruction IoU)
     bank: int = 2048  # prior samples for the retrieval start
+    start: str = "encoder"  # "encoder": the shape encoder's codes (when the checkpoint has one); "bank"
     starts: int = 1  # bank latents optimised per chair
-    lr: float = ProjectionConfig.lr
+    lr: float = 0.0  # Adam lr on z; 0: REFINE's from encoder codes, ProjectionConfig's from the bank
     batch_size: int = 64
     max_train: int = 0  # project only the first N training chairs (0: all)
     test: bool = True  # also project the test chairs and report their IoU
@@ -65,9 +67,12 @@ class AtlasConfig:
             raise ConfigError("--data is required: the ModelNet10 chair folder (with train/ and test/)")
         if self.max_train < 0:
             raise ConfigError("--max-train must be >= 0")
+        if self.start not in ("encoder", "bank"):
+            raise ConfigError(f"--start must be 'encoder' or 'bank', got {self.start!r}")
 
-    def projection(self, steps: int) -> ProjectionConfig:
-        return ProjectionConfig(steps=steps, lr=self.lr, bank=self.bank, starts=self.starts,
+    def projection(self, steps: int, from_encoder: bool) -> ProjectionConfig:
+        lr = self.lr or (REFINE.lr if from_encoder else ProjectionConfig.lr)
+        return ProjectionConfig(steps=steps, lr=lr, bank=self.bank, starts=1 if from_encoder else self.starts,
                                 batch_size=self.batch_size, seed=self.seed)
 
 
@@ -80,8 +85,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--test-steps", type=int, default=d.test_steps,
                         help=f"projection steps per test chair (default {d.test_steps})")
     parser.add_argument("--bank", type=int, default=d.bank, help=f"prior samples for the start (default {d.bank})")
+    parser.add_argument("--start", choices=("encoder", "bank"), default=d.start,
+                        help="codes to refine: the shape encoder's (default, when the checkpoint has one) or the bank's")
     parser.add_argument("--starts", type=int, default=d.starts, help="bank starts optimised per chair (default 1)")
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"projection learning rate (default {d.lr})")
+    parser.add_argument("--lr", type=float, default=d.lr,
+                        help=f"projection learning rate (default: {REFINE.lr} from encoder codes, "
+                             f"{ProjectionConfig.lr} from the bank)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--max-train", type=int, default=0, help="only the first N training chairs (default: all)")
     parser.add_argument("--no-test", dest="test", action="store_false", help="skip the test-chair IoU")
@@ -114,9 +123,10 @@ def structure_markdown(scores: dict[str, dict[str, float]]) -> str:
 
 def summary_markdown(meta: dict) -> str:
     proj = meta["projection"]
-    lines = [f"Projection (Adam steps from the best of {proj['config']['bank']} prior samples), IoU of "
-             "G(z) >= 0.5 with the chair:", "", "| chairs | n | steps | start (retrieval) | mean | median | "
-             "10th pct |", "|---|---|---|---|---|---|---|"]
+    start = ("the shape encoder's codes" if proj.get("start") == "encoder"
+             else f"the best of {proj['config']['bank']} prior samples")
+    lines = [f"Projection (Adam steps from {start}), IoU of G(z) >= 0.5 with the chair:", "",
+             "| chairs | n | steps | start | mean | median | 10th pct |", "|---|---|---|---|---|---|---|"]
     for split in ("test", "train"):
         if split in proj:
             s = proj[split]
@@ -134,14 +144,24 @@ def run(cfg: AtlasConfig) -> dict:
     train, names = load_chairs(cfg.data, "train", pipe.resolution)
     if cfg.max_train:
         train, names = train[: cfg.max_train], names[: cfg.max_train]
-    pcfg = cfg.projection(cfg.steps)
-    bank = latent_bank(pipe, pcfg.bank, pcfg.seed, pcfg.level, pcfg.batch_size)
-    log.info("bank of %d prior samples in %.0f s", pcfg.bank, time.perf_counter() - t0)
+    from_encoder = cfg.start == "encoder" and pipe.shape_encoder is not None
+    pcfg = cfg.projection(cfg.steps, from_encoder)
+    bank = None
+    if not from_encoder:
+        bank = latent_bank(pipe, pcfg.bank, pcfg.seed, pcfg.level, pcfg.batch_size)
+        log.info("bank of %d prior samples in %.0f s", pcfg.bank, time.perf_counter() - t0)
+
+    def codes(grids: np.ndarray, steps: int, name: str):
+        init = pipe.encode_shape(grids) if from_encoder else None
+        return project(pipe, grids, cfg.projection(steps, from_encoder), bank=bank, init=init,
+                       progress=_progress(name, t0))
+
     if cfg.test:  # first: the headline figure, and a quick read on whether the settings work
         test, _ = load_chairs(cfg.data, "test", pipe.resolution)
-        test_result = project(pipe, test, cfg.projection(cfg.test_steps), bank=bank, progress=_progress("test", t0))
-    result = project(pipe, train, pcfg, bank=bank, progress=_progress("train", t0))
-    proj = {"config": asdict(pcfg), "train": {**iou_summary(result.start_iou, result.iou), "steps": cfg.steps}}
+        test_result = codes(test, cfg.test_steps, "test")
+    result = codes(train, cfg.steps, "train")
+    proj = {"config": asdict(pcfg), "start": "encoder" if from_encoder else "bank",
+            "train": {**iou_summary(result.start_iou, result.iou), "steps": cfg.steps}}
     if cfg.test:
         proj["test"] = {**iou_summary(test_result.start_iou, test_result.iou), "steps": cfg.test_steps}
     values = attrs.measure_batch(train)  # (n, n_attr) of the real chairs

@@ -130,13 +130,13 @@ class SessionFiles:
         """The client has gone: remove the session's files now (unless a response is being
         written for it; then the idle rule removes them later)."""
         key = self.key(session)
-        with self._lock:
+        with self._lock:  # held while deleting, so no new response of this session starts under it
             state = self._sessions.get(key)
             if state is not None and state.in_flight:
                 state.closed = True  # the next sweep after the response removes it
                 return
             self._sessions.pop(key, None)
-        shutil.rmtree(self.root / key, ignore_errors=True)
+            shutil.rmtree(self.root / key, ignore_errors=True)
 
     def stats(self) -> dict:
         """Sessions, folders and bytes held now (current and retired)."""
@@ -162,14 +162,17 @@ class SessionFiles:
                     doomed.append(folder)
                     total -= size
             gone = set(doomed)
+            ended = 0
             for key, state in list(self._sessions.items()):
                 state.retired = [r for r in state.retired if r[1] not in gone]
                 if not state.in_flight and (state.closed or now - state.last_seen >= self.idle_s):
                     del self._sessions[key]
-                    doomed.append(self.root / key)
-        for folder in doomed:
+                    # under the lock: a new response of this session must not start mid-delete
+                    shutil.rmtree(self.root / key, ignore_errors=True)
+                    ended += 1
+        for folder in doomed:  # superseded folders: nobody writes into them any more
             shutil.rmtree(folder, ignore_errors=True)
-        return len(doomed)
+        return len(doomed) + ended
 
     def start(self, period: float = SWEEP_S) -> "SessionFiles":
         """Run `sweep` every ``period`` seconds in a daemon thread (idempotent)."""
