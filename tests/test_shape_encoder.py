@@ -29,6 +29,7 @@ def box(resolution: int = 16) -> np.ndarray:
 def test_encode_shape_takes_one_grid_or_a_stack(tiny_pipe):
     one = tiny_pipe.encode_shape(box())
     assert one.shape == (1, tiny_pipe.z_dim) and one.dtype == torch.float32
+    torch.testing.assert_close(one.norm(dim=1), torch.tensor([tiny_pipe.z_dim ** 0.5]))  # the prior's shell
     stack = tiny_pipe.encode_shape(np.stack([box(), box() * 0.9, box() > 0.5]))  # float and bool
     assert stack.shape == (3, tiny_pipe.z_dim)
     torch.testing.assert_close(stack[0], one[0])  # one pass per grid, eval-mode BatchNorm
@@ -89,7 +90,7 @@ def test_train_shape_encoder_on_tiny_chairs(tmp_path, capsys):
     ChairPipeline.from_config(tiny_config(32), seed=0).save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "run"
     args = ["shape-encoder", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(data), "--out", str(out),
-            "--steps", "3", "--batch-real", "4", "--batch-generated", "4", "--val-chairs", "2",
+            "--steps", "3", "--batch-real", "4", "--batch-generated", "4", "--pool", "8", "--val-chairs", "2",
             "--eval-every", "2", "--threads", "1"]
     assert train_main([*args, "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["batch_real"] == 4
@@ -100,9 +101,10 @@ def test_train_shape_encoder_on_tiny_chairs(tmp_path, capsys):
     pipe = ChairPipeline.from_pretrained(tmp_path / "ckpt")
     pipe.shape_encoder = ShapeEncoder.from_pretrained(out / "shape_encoder")  # the trained one
     assert pipe.encode_shape(np.ones((32, 32, 32))).shape == (1, 8)
-    # --resume continues the same run and refuses another generator
-    assert train_main([*args[:-8], "--steps", "4", "--batch-real", "4", "--batch-generated", "4",
-                       "--val-chairs", "2", "--eval-every", "2", "--threads", "1", "--resume"]) == 0
+    # reconstruction alone, no generated chairs
+    assert train_main([*args, "--out", str(tmp_path / "recon"), "--batch-generated", "0", "--pool", "0"]) == 0
+    # --resume continues the same run (later flags win) and refuses another generator
+    assert train_main([*args, "--steps", "4", "--resume"]) == 0
     assert json.loads((out / "shape_encoder.json").read_text())["steps"] == 4
     assert train_main(["shape-encoder", "--checkpoint", str(tmp_path), "--data", str(data), "--out", str(out),
                        "--batch-real", "4", "--batch-generated", "4", "--resume"]) == 2

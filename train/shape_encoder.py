@@ -11,12 +11,17 @@ Each step takes a batch of training chairs and a batch of the generator's own sa
 - training chairs x: reconstruction through the frozen generator,
   BCE(G.logits(E(x)), x) with occupied voxels weighted by ``pos_weight`` (chairs fill ~3 % of
   the grid, so plain BCE would let thin legs go): the measure a user sees;
-- generated chairs x = G(z) >= 0.5 with their known z: ||E(x) - z||^2 / z_dim, which keeps
-  the codes where the generator was trained (and is the whole target on its own chairs);
-- ``prior_weight`` * |E(x)|^2 / z_dim on the training chairs' codes: stay near the prior,
-  so the sliders and arithmetic behave on them as on sampled chairs.
+- generated chairs x = G(z) >= 0.5 with their known z, from a pool of ``pool`` samples made
+  once at the start: ||E(x) - z||^2 / z_dim, which keeps the codes where the generator was
+  trained (and is the whole target on its own chairs).
 
-Every ``eval_every`` steps the one-pass IoU of G(E(x)) >= 0.5 with held-out training chairs
+The encoder's codes lie on the prior's shell |z| = sqrt(z_dim) by construction
+(`vaegan.models.ShapeEncoder`), so the sliders and arithmetic behave on them as on sampled
+chairs and no prior penalty is needed.
+
+Both kinds go through E as one batch, so its BatchNorm statistics are those of the mixture in
+training and at evaluation alike (two separate batches left the running statistics fitting
+neither, and the held-out IoU fell as the loss fell). Every ``eval_every`` steps the one-pass IoU of G(E(x)) >= 0.5 with held-out training chairs
 (by id, as `train gan` holds them out) is measured; the best encoder is kept in
 ``out/shape_encoder/``. At the end the same figure is measured on the data's test split,
 in one pass and after the short refinement the app uses (`vaegan.projection.REFINE`), with its
@@ -53,12 +58,12 @@ class ShapeEncoderConfig:
     steps: int = 100_000
     batch_real: int = 32  # training chairs per step (reconstruction loss)
     batch_generated: int = 32  # generator samples per step (known-code loss)
+    pool: int = 8192  # generator samples made once, drawn from for the known-code loss
     lr: float = 1e-3  # Adam
     lr_final: float = 0.1  # the lr decays linearly over the time budget to this fraction
     recon_weight: float = 10.0
     pos_weight: float = 3.0  # BCE weight of occupied voxels (as vaegan.projection)
-    latent_weight: float = 1.0
-    prior_weight: float = 0.01
+    latent_weight: float = 0.3
     mirror: bool = True  # random left/right flips of the training chairs
     val_chairs: int = 48  # held out by id for model selection
     eval_every: int = 250
@@ -70,7 +75,7 @@ class ShapeEncoderConfig:
             raise ConfigError("--data is required: the training chairs")
         if self.minutes <= 0 or self.steps < 1 or self.batch_real < 2 or self.batch_generated < 0:
             raise ConfigError("minutes > 0, steps >= 1, batch_real >= 2 and batch_generated >= 0 are needed")
-        if min(self.lr, self.pos_weight) <= 0 or min(self.recon_weight, self.latent_weight, self.prior_weight) < 0:
+        if min(self.lr, self.pos_weight) <= 0 or min(self.recon_weight, self.latent_weight) < 0:
             raise ConfigError("lr and pos_weight must be > 0, the loss weights >= 0")
 
 
@@ -86,12 +91,17 @@ def code_loss(code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return (code - z).pow(2).mean()
 
 
-def prior_loss(code: torch.Tensor) -> torch.Tensor:
-    """|code|^2 / z_dim averaged over the batch: 1 for prior samples, large far outside."""
-    return code.pow(2).mean()
-
-
 # ----------------------------------------------------------------------------- helpers
+@torch.no_grad()
+def generated_pool(generator, n: int, z_dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` seeded prior samples and their chairs G(z) >= 0.5: (n, z_dim) float, (n, R, R, R) bool."""
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed + 1))
+    r = generator.config.resolution
+    if n == 0:
+        return z, torch.zeros((0, r, r, r), dtype=torch.bool)
+    return z, torch.cat([generator(chunk)[:, 0] >= 0.5 for chunk in z.split(64)])
+
+
 @torch.no_grad()
 def one_pass_iou(encoder: ShapeEncoder, generator, grids: np.ndarray) -> np.ndarray:
     """IoU of G(E(x)) >= 0.5 with each grid x (n, R, R, R) -> (n,), encoder in eval mode."""
@@ -121,6 +131,7 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
     log.info("data: %d training chairs, %d held out, generator %s", len(data), len(val), cfg.checkpoint)
 
     torch.manual_seed(cfg.seed)
+    pool_z, pool_x = generated_pool(generator, cfg.pool if cfg.batch_generated else 0, pipe.z_dim, cfg.seed)
     encoder = to_channels_last(ShapeEncoder(pipe.config)).train()
     opt = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -147,15 +158,14 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
         if cfg.mirror:
             flip = torch.rand(len(real), generator=rng) < 0.5
             real[flip] = real[flip].flip(2)  # dim 2 is voxel axis 1, left/right
-        real = real[:, None].contiguous(memory_format=torch.channels_last_3d)  # (B, 1, R, R, R)
-        code = encoder(real)  # (B, z_dim)
-        loss = (cfg.recon_weight * reconstruction_loss(generator.logits(code), real, cfg.pos_weight)
-                + cfg.prior_weight * prior_loss(code))
-        if cfg.batch_generated:
-            z = torch.randn(cfg.batch_generated, pipe.z_dim, generator=rng)
-            with torch.no_grad():
-                made = (generator(z) >= 0.5).float().contiguous(memory_format=torch.channels_last_3d)
-            loss = loss + cfg.latent_weight * code_loss(encoder(made), z)
+        pick = torch.randint(max(1, len(pool_z)), (cfg.batch_generated,), generator=rng)  # none without a pool
+        z, made = pool_z[pick], pool_x[pick].float()  # (b, z_dim), (b, R, R, R)
+        grids = torch.cat([real, made])[:, None].contiguous(memory_format=torch.channels_last_3d)  # (B + b, 1, R^3)
+        code = encoder(grids)  # (B + b, z_dim): one batch, one set of BatchNorm statistics
+        code_real, code_made = code[:len(real)], code[len(real):]
+        loss = cfg.recon_weight * reconstruction_loss(generator.logits(code_real), grids[:len(real)], cfg.pos_weight)
+        if len(made):
+            loss = loss + cfg.latent_weight * code_loss(code_made, z)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

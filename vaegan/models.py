@@ -203,8 +203,11 @@ class ShapeEncoder(HubModule):
     """Occupancy grid (B, 1, R, R, R) in [0, 1] -> latent code (B, z_dim), one forward pass.
 
     The discriminator's conv trunk (stride-2 Conv3d, BatchNorm after the first, LeakyReLU
-    0.2; widths `config.d_widths`) down to 4^3, then one linear layer to z. Trained by
-    `python -m train shape-encoder` so that G(E(x)) reconstructs x (`ChairPipeline.encode_shape`).
+    0.2; widths `config.d_widths`) down to 4^3, then one linear layer to z, scaled onto the
+    prior's shell |z| = sqrt(z_dim) where the generator's training codes lie: trained freely,
+    reconstruction through G pushed the codes far outside it (|z| ~ 30 sqrt(z_dim)), where G
+    was never trained. Trained by `python -m train shape-encoder` so that G(E(x))
+    reconstructs x (`ChairPipeline.encode_shape`).
     """
 
     def __init__(self, config: ModelConfig):
@@ -220,8 +223,8 @@ class ShapeEncoder(HubModule):
         self.apply(_init_weights)
 
     def forward(self, grids: torch.Tensor) -> torch.Tensor:
-        """(B, 1, R, R, R) -> (B, z_dim)."""
-        return self.head(self.net(grids).flatten(1))
+        """(B, 1, R, R, R) -> (B, z_dim), each of norm sqrt(z_dim)."""
+        return to_radius(self.head(self.net(grids).flatten(1)), self.config.z_dim ** 0.5)
 
 
 def to_radius(z: torch.Tensor, radius: float) -> torch.Tensor:
