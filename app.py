@@ -7,7 +7,7 @@
 
 Handlers are thin: each validates its inputs, calls `vaegan` and returns component values.
 Latent math lives in `vaegan.latents`; there is no torch code here. Every event has an
-`api_name`, so gradio_client can drive the whole app (see docs/README_app_section.md).
+`api_name`, so gradio_client can drive the whole app (see docs/app.md).
 `import app` builds nothing; `build_demo(pipe)` returns the Blocks.
 """
 
