@@ -44,7 +44,7 @@ DATA_ENV = "CHAIR_DATA"  # training chairs for the novelty check
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data" / "modelnet10_chair_vol30"
 VOXEL_TYPES = [".binvox", ".vox", ".npy", ".npz", ".mat"]
 # An uploaded voxel chair's code: the shape encoder's one pass (instant), refined through the
-# generator by `projection.REFINE` (~0.3 s). A checkpoint without a shape encoder projects
+# generator by `projection.REFINE` (~0.4 s). A checkpoint without a shape encoder projects
 # from a bank instead: a smaller bank and fewer steps than `train atlas` (a few seconds).
 APP_PROJECTION = projection.ProjectionConfig(steps=80, bank=512, starts=1)
 # Clicking a point of the atlas scatter: gr.Plot exposes no click event, so this listens to
@@ -635,7 +635,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                         voxel_file = gr.File(label="Load a voxel chair: it gets a latent code, then the "
                                                    "sliders edit it", file_types=VOXEL_TYPES, type="filepath")
                         refine = gr.Checkbox(True, visible=pipe.shape_encoder is not None,
-                                             label="Refine its code through the generator (~0.3 s; off: instant)")
+                                             label="Refine its code through the generator (~0.4 s; off: instant)")
             with gr.Column(scale=6):
                 model3d = gr.Model3D(label="Current chair (drag to orbit)", clear_color=(0.96, 0.96, 0.95, 1.0),
                                      camera_position=CAMERA, height=380, elem_id="model3d")
