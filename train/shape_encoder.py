@@ -46,6 +46,7 @@ from vaegan.models import ShapeEncoder, to_channels_last
 
 from .common import add_config_arguments, chair_ious, config_values, open_checkpoint
 from .gan import atomic_torch_save, load_resume_state, split_by_id
+from .vaegan import detached_copy
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +181,7 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
             tqdm.write(f"step {step} ({elapsed / 60:.1f} min): loss {running:.3f}, held-out one-pass IoU {iou:.3f}")
             if iou > best:
                 best = iou
-                detached = ShapeEncoder(pipe.config)
-                detached.load_state_dict(encoder.state_dict())
-                detached.save_pretrained(out / "shape_encoder")
+                detached_copy(encoder).save_pretrained(out / "shape_encoder")
             t_last = time.perf_counter()  # evaluation time does not count as training time
         if now - last_save > 300:
             save_state()

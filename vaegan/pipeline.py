@@ -25,7 +25,7 @@ from .config import ModelConfig
 from .errors import CheckpointError, ImageError, VoxelError
 from .images import preprocess
 from .models import Discriminator, Generator, HubModule, ImageEncoder, ShapeEncoder, to_radius
-from .voxels import check_grid, check_grids
+from .voxels import check_grids
 
 COMPONENTS: dict[str, type[HubModule]] = {
     "generator": Generator,
@@ -247,9 +247,7 @@ class ChairPipeline:
         """Grids (R, R, R) or (n, R, R, R) -> the discriminator's P(real), float32 (n,)."""
         if self.discriminator is None:
             raise CheckpointError("this checkpoint has no discriminator (no discriminator/ folder)")
-        vox = np.asarray(vox)
-        grids = vox[None] if vox.ndim == 3 else vox
-        batch = torch.from_numpy(np.stack([check_grid(g, resolution=self.resolution) for g in grids]))
+        batch = torch.from_numpy(check_grids(vox, self.resolution))  # (n, R, R, R)
         return torch.sigmoid(self.discriminator(batch[:, None])).numpy()
 
     def __repr__(self) -> str:

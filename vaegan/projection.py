@@ -112,8 +112,9 @@ def _iou(probs: torch.Tensor, target: torch.Tensor, level: float) -> torch.Tenso
 
 
 def _optimise(generator, z0: torch.Tensor, target: torch.Tensor,
-              cfg: ProjectionConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adam from z0 (B, z_dim) toward targets (B, R, R, R) -> (best z (B, z_dim), best IoU (B,))."""
+              cfg: ProjectionConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Adam from z0 (B, z_dim) toward targets (B, R, R, R) -> (best z (B, z_dim), best IoU (B,),
+    IoU of the start (B,))."""
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=cfg.lr)
     weight = torch.where(target >= 0.5, cfg.pos_weight, 1.0)  # (B, R, R, R)
@@ -123,6 +124,8 @@ def _optimise(generator, z0: torch.Tensor, target: torch.Tensor,
         if step % cfg.eval_every == 0 or step == cfg.steps:
             with torch.no_grad():
                 iou = _iou(torch.sigmoid(logits), target, cfg.level)  # (B,)
+                if step == 0:
+                    start_iou = iou
                 better = iou > best_iou
                 best_iou = torch.where(better, iou, best_iou)
                 best_z[better] = z.detach()[better]
@@ -133,7 +136,7 @@ def _optimise(generator, z0: torch.Tensor, target: torch.Tensor,
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()  # latents are independent: each gets its own gradient
         opt.step()
-    return best_z, best_iou
+    return best_z, best_iou, start_iou
 
 
 def project(pipe, grids, config: ProjectionConfig | None = None, bank: LatentBank | None = None,
@@ -153,7 +156,7 @@ def project(pipe, grids, config: ProjectionConfig | None = None, bank: LatentBan
         if len(starts_z) != len(targets):
             raise ConfigError(f"init has {len(starts_z)} codes for {len(targets)} targets")
         starts, order = 1, np.arange(len(targets))[:, None]  # (n, 1)
-        start_iou = _iou(torch.from_numpy(pipe.generate(starts_z)), torch.from_numpy(targets), cfg.level).numpy()
+        start_iou = np.empty(len(targets), dtype=np.float32)  # filled from the optimisation's first step
     else:
         bank = bank or latent_bank(pipe, cfg.bank, cfg.seed, cfg.level, cfg.batch_size)
         if bank.z.shape[1] != pipe.z_dim or bank.shapes.resolution != pipe.resolution:
@@ -175,7 +178,9 @@ def project(pipe, grids, config: ProjectionConfig | None = None, bank: LatentBan
             idx = np.arange(i0, min(i0 + per_batch, len(targets)))
             z0 = torch.from_numpy(starts_z[order[idx].ravel()])  # (b * starts, z_dim)
             target = torch.from_numpy(targets[idx]).repeat_interleave(starts, 0)  # (b * starts, R, R, R)
-            best_z, best_iou = _optimise(generator, z0, target, cfg)
+            best_z, best_iou, first_iou = _optimise(generator, z0, target, cfg)
+            if init is not None:
+                start_iou[idx] = first_iou.numpy()  # that step is the start's only generator pass
             best_iou = best_iou.view(len(idx), starts)
             pick = best_iou.argmax(1)  # (b,)
             z_out[idx] = best_z.view(len(idx), starts, -1)[torch.arange(len(idx)), pick].numpy()
