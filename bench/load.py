@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from latency import free_port, percentiles, wait_ready  # noqa: E402
 
+from vaegan.session_files import folder_size  # noqa: E402
+
 ENDPOINTS = ("/sample", "/explore", "/render", "/export")
 
 
@@ -61,18 +63,8 @@ def proc_status_mb(pid: int | None) -> dict:
 
 
 def folder_bytes(folder: Path | None) -> tuple[int, int]:
-    """(bytes, files) under ``folder``; files vanishing mid-walk are skipped."""
-    if folder is None or not folder.exists():
-        return 0, 0
-    total = count = 0
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-                count += 1
-            except OSError:
-                pass
-    return total, count
+    """(bytes, files) under the app's cache folder; (0, 0) when unknown or absent."""
+    return folder_size(folder) if folder is not None else (0, 0)
 
 
 class Sampler(threading.Thread):

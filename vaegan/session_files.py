@@ -38,15 +38,17 @@ MAX_BYTES = 150_000_000  # above this, retired folders go without waiting out th
 SWEEP_S = 5.0  # how often the background sweeper runs
 
 
-def _folder_bytes(folder: Path) -> int:
-    total = 0
+def folder_size(folder: str | os.PathLike) -> tuple[int, int]:
+    """(bytes, files) under ``folder`` (0, 0 when absent); files vanishing mid-walk are skipped."""
+    total = count = 0
     for dirpath, _, names in os.walk(folder):
         for name in names:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size
+                count += 1
             except OSError:
                 pass
-    return total
+    return total, count
 
 
 def _pid_alive(pid: int) -> bool:
@@ -109,7 +111,7 @@ class SessionFiles:
             with self._lock:
                 state.in_flight -= 1
             raise
-        size = _folder_bytes(folder)
+        size = folder_size(folder)[0]
         with self._lock:
             state.in_flight -= 1
             if not state.closed:
@@ -155,9 +157,11 @@ class SessionFiles:
         with self._lock:
             total = sum(size for s in self._sessions.values()
                         for size in [*(c[1] for c in s.current.values()), *(r[2] for r in s.retired)])
-            retired = sorted((when, key, folder, size) for key, s in self._sessions.items()
-                             for when, folder, size in s.retired)
-            for when, key, folder, size in retired:
+            # Oldest first by time alone: the sort is stable, so equal times keep the order in
+            # which each session retired them (sorting whole tuples broke ties by folder name).
+            retired = sorted(((when, folder, size) for s in self._sessions.values()
+                              for when, folder, size in s.retired), key=lambda r: r[0])
+            for when, folder, size in retired:
                 if now - when >= self.grace_s or total > self.max_bytes:
                     doomed.append(folder)
                     total -= size
