@@ -34,11 +34,12 @@ from vaegan.config import ModelConfig
 from vaegan.datasets import load_chairs
 from vaegan.errors import CheckpointError, ConfigError
 from vaegan.fileio import atomic_write
-from vaegan.models import Discriminator, Generator, to_channels_last
+from vaegan.models import Discriminator, Generator, ShapeEncoder, to_channels_last, to_radius
 from vaegan.pipeline import ChairPipeline
 from vaegan.render import contact_sheet, render_grids
 
-from .common import add_config_arguments, config_values
+from . import augment as diffaug
+from .common import add_config_arguments, chair_ious, config_values
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,18 @@ class TrainConfig:
     lr_decay_final: float = 0.1  # ... to this fraction of their start value
     ema_decay: float = 0.999  # EMA of G weights (shipped); 0 disables
     ema_start: int = 500  # steps before the EMA starts tracking
+    max_minutes: float = 0.0  # > 0: stop after this much training time; the lr schedule then runs on time
+    # --- the field's answers to a D that overfits 840 chairs (model card, "Recipe study")
+    r1_gamma: float = 0.0  # R1 penalty gamma/2 E|grad_x D(x)|^2 on (augmented) reals; 0 = off
+    r1_every: int = 16  # lazy R1 (StyleGAN2): applied every this many steps, scaled by it
+    augment: str = ""  # DiffAugment on every grid D sees, e.g. "translation,cutout" (train.augment)
+    augment_shift: int = 2  # translation: up to this many voxels along each axis
+    augment_cutout: int = 8  # cutout: side of the emptied cube in voxels
+    # --- the 3D-VAE-GAN's shape encoder E trained jointly: G also reconstructs E(x); 0 = plain GAN
+    recon_weight: float = 0.0  # weight of the reconstruction BCE(G(E(x)), x) in the G step
+    pos_weight: float = 3.0  # BCE weight of occupied voxels (chairs fill ~3 % of the grid)
+    code_noise: float = 0.0  # std of noise added to E(x) before G (then back on the shell): a smooth code space
+    e_lr: float = 1e-3  # Adam learning rate of E
     # --- data
     poses: tuple[int, ...] = (1,)  # canonical pose only: chairs stay upright and facing
     mirror: bool = True  # random left/right flips (array axis 1) as augmentation
@@ -88,6 +101,16 @@ class TrainConfig:
         self.model_config()  # raises ConfigError for bad architectures
         if self.loss not in ("bce", "hinge"):
             raise ConfigError(f"loss must be 'bce' or 'hinge', got {self.loss!r}")
+        try:
+            transforms = diffaug.parse(self.augment)
+        except ValueError as err:
+            raise ConfigError(f"--augment: {err}") from None
+        if "cutout" in transforms and not 0 < self.augment_cutout < self.resolution:
+            raise ConfigError(f"augment_cutout must be in 1..{self.resolution - 1}, got {self.augment_cutout}")
+        if min(self.r1_gamma, self.recon_weight, self.code_noise, self.max_minutes, self.augment_shift) < 0:
+            raise ConfigError("r1_gamma, recon_weight, code_noise, max_minutes and augment_shift must be >= 0")
+        if self.r1_every < 1 or self.pos_weight <= 0 or self.e_lr <= 0:
+            raise ConfigError("r1_every must be >= 1, pos_weight and e_lr > 0")
         if self.steps < 1 or self.batch_size < 2:
             raise ConfigError("steps must be >= 1 and batch_size >= 2 (BatchNorm needs a batch)")
         if not self.data:
@@ -114,6 +137,22 @@ def g_loss_hinge(fake_logit: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES = {"bce": (d_loss_bce, g_loss_bce), "hinge": (d_loss_hinge, g_loss_hinge)}
+
+
+def r1_penalty(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E |grad_x D(x)|^2 over real grids x (B, 1, R, R, R).
+
+    It keeps D flat on the real data, so D cannot sharpen around 840 memorised chairs;
+    it replaces the paper's accuracy gate as the brake on D."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(real).sum(), real, create_graph=True)
+    return grad.pow(2).sum(dim=(1, 2, 3, 4)).mean()
+
+
+def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """BCE of G's logits (B, 1, R, R, R) against binary chairs, occupied voxels weighted."""
+    weight = torch.where(target >= 0.5, pos_weight, 1.0)
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
 def d_accuracy(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
@@ -160,11 +199,20 @@ def all_mean(value: torch.Tensor, world: int) -> torch.Tensor:
     return value
 
 
-def lr_factor(cfg: TrainConfig, step: int) -> float:
-    start = int(cfg.lr_decay_start * cfg.steps)
-    if step < start:
+def progress(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """Fraction of the run done, 0..1: of its steps, or of its time when max_minutes is set."""
+    done = step / cfg.steps
+    if cfg.max_minutes > 0:
+        done = max(done, elapsed / (60 * cfg.max_minutes))
+    return min(1.0, done)
+
+
+def lr_factor(cfg: TrainConfig, step: int, elapsed: float = 0.0) -> float:
+    """1 until `lr_decay_start` of the run, then linear down to `lr_decay_final` at its end."""
+    done = progress(cfg, step, elapsed)
+    if done < cfg.lr_decay_start or cfg.lr_decay_start >= 1:
         return 1.0
-    frac = (step - start) / max(1, cfg.steps - start)
+    frac = (done - cfg.lr_decay_start) / (1 - cfg.lr_decay_start)
     return 1.0 - (1.0 - cfg.lr_decay_final) * frac
 
 
@@ -199,7 +247,7 @@ def recalibrate_batchnorm(gen: Generator, z_dim: int, batches: int = 16, batch_s
 
 
 # Config fields a resumed run must share with the saved one (the rest may change).
-RESUME_KEYS = ("resolution", "z_dim", "g_widths", "d_widths", "d_norm", "loss", "batch_size")
+RESUME_KEYS = ("resolution", "z_dim", "g_widths", "d_widths", "d_norm", "loss", "batch_size", "recon_weight")
 
 
 def load_resume_state(state_path: Path, cfg, keys: tuple[str, ...]) -> dict:
@@ -253,6 +301,18 @@ def monitor(gen: Generator, z: torch.Tensor, val: np.ndarray) -> dict:
     }
 
 
+@torch.no_grad()
+def one_pass_iou(encoder: ShapeEncoder, generator: Generator, grids: np.ndarray) -> np.ndarray:
+    """IoU of G(E(x)) >= 0.5 with each grid x (n, R, R, R) -> (n,), both in eval mode."""
+    was_training = encoder.training, generator.training
+    encoder.eval(), generator.eval()
+    device = next(generator.parameters()).device
+    x = torch.from_numpy(grids.astype(np.float32))[:, None]
+    made = torch.cat([generator(encoder(c.to(device))).cpu() for c in x.split(64)])[:, 0].numpy() >= 0.5
+    encoder.train(was_training[0]), generator.train(was_training[1])
+    return chair_ious(made, grids > 0)
+
+
 def save_sheet(gen: Generator, z: torch.Tensor, path: Path) -> None:
     gen.eval()
     with torch.no_grad():
@@ -278,35 +338,65 @@ class CsvLog:
 
 
 # ----------------------------------------------------------------------------- training
-def gan_step(gen: nn.Module, pair: nn.Module, opt_g, opt_d, real: torch.Tensor, z: torch.Tensor,
-             loss: str = "bce", d_acc_max: float = 0.8, world: int = 1, freeze_d: bool = True):
-    """One D step on a real and a fake batch, then one G step; -> (d_loss, g_loss, acc, updated D).
+def identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
-    `gen` and `pair` may be DDP-wrapped. D is skipped while its accuracy (averaged over
-    processes, so that all ranks agree) is above `d_acc_max`. `freeze_d=False` is the naive
-    variant kept for the throughput benchmark: D's weight gradients are computed in the G step.
+
+def gan_step(gen: nn.Module, pair: nn.Module, opt_g, opt_d, real: torch.Tensor, z: torch.Tensor,
+             loss: str = "bce", d_acc_max: float = 0.8, world: int = 1, freeze_d: bool = True, *,
+             aug=identity, r1_gamma: float = 0.0, encoder: ShapeEncoder | None = None, opt_e=None,
+             recon_weight: float = 0.0, pos_weight: float = 3.0, code_noise: float = 0.0,
+             rng: torch.Generator | None = None):
+    """One D step on a real and a fake batch, then one G step; -> (d_loss, g_loss, acc, updated D, recon).
+
+    `gen` and `pair` may be DDP-wrapped (plain GAN only). D is skipped while its accuracy
+    (averaged over processes, so that all ranks agree) is above `d_acc_max`. `aug` is applied
+    to every grid D sees (DiffAugment). `r1_gamma` > 0 adds gamma/2 * R1 on the augmented
+    reals to this D step (the caller passes the lazily scaled gamma on the steps it is due).
+    With `encoder`, G decodes E(real) in the same forward as z (one set of BatchNorm
+    statistics) and the G step adds `recon_weight` * BCE(G(E(x)), x), which E learns too.
+    `freeze_d=False` is the naive variant kept for the throughput benchmark: D's weight
+    gradients are computed in the G step.
     """
     d_loss_fn, g_loss_fn = LOSSES[loss]
     disc = pair.module.disc if isinstance(pair, nn.parallel.DistributedDataParallel) else pair.disc
-    # ---- D step: real vs detached fake
-    fake = gen(z)  # (B, 1, R, R, R) probabilities
-    real_logit, fake_logit = pair(real, fake.detach())
+    recon = torch.tensor(float("nan"))
+    if encoder is not None:
+        codes = encoder(real)  # (B, z_dim) on the shell
+        if code_noise > 0:
+            noise = torch.randn(codes.shape, generator=rng).to(codes.device)
+            codes = to_radius(codes + code_noise * noise, codes.shape[1] ** 0.5)
+        logits = gen.logits(torch.cat([z, codes]))  # (2B, 1, R, R, R)
+        fake, recon_logits = torch.sigmoid(logits[:len(z)]), logits[len(z):]
+    else:
+        fake = gen(z)  # (B, 1, R, R, R) probabilities
+    # ---- D step: real vs detached fake, both augmented
+    real_aug = aug(real)
+    real_logit, fake_logit = pair(real_aug, aug(fake.detach()))
     d_loss = d_loss_fn(real_logit, fake_logit)
     acc = all_mean(d_accuracy(real_logit, fake_logit).detach(), world)
     update_d = bool(acc <= d_acc_max)
     opt_d.zero_grad(set_to_none=True)
     if update_d:
-        d_loss.backward()
+        total = d_loss + 0.5 * r1_gamma * r1_penalty(disc, real_aug) if r1_gamma > 0 else d_loss
+        total.backward()
         opt_d.step()
     # ---- G step through D; freezing D skips its weight gradients (1.2-1.7x faster here)
     disc.requires_grad_(not freeze_d)
-    g_loss = g_loss_fn(disc(fake))
+    g_loss = g_loss_fn(disc(aug(fake)))
+    total = g_loss
+    if encoder is not None:
+        recon = reconstruction_loss(recon_logits, real, pos_weight)
+        total = g_loss + recon_weight * recon
+        opt_e.zero_grad(set_to_none=True)
     opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
+    total.backward()
     opt_g.step()
+    if encoder is not None:
+        opt_e.step()
     disc.requires_grad_(True)
     opt_d.zero_grad(set_to_none=True)  # drop the G step's D gradients (naive variant)
-    return d_loss.detach(), g_loss.detach(), acc, update_d
+    return d_loss.detach(), g_loss.detach(), acc, update_d, recon.detach()
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -336,13 +426,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if len(data) < cfg.batch_size:
         raise ConfigError(f"only {len(data)} training grids; batch_size {cfg.batch_size} needs more")
 
+    joint = cfg.recon_weight > 0
+    if world > 1 and (joint or cfg.r1_gamma > 0):
+        raise ConfigError("R1 and the joint shape encoder run in one process: drop torchrun, or set "
+                          "--r1-gamma 0 --recon-weight 0")
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
     gen, disc = Generator(mcfg), Discriminator(mcfg)
+    encoder = ShapeEncoder(mcfg) if joint else None
     ema = copy.deepcopy(gen).requires_grad_(False).to(device) if cfg.ema_decay > 0 else None
+    # E follows G's EMA with an EMA of its own, so the shipped pair was averaged alike.
+    ema_e = copy.deepcopy(encoder).requires_grad_(False).to(device) if joint and ema is not None else None
     to_channels_last(gen.to(device)), to_channels_last(disc.to(device))
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
+    opt_e = None
+    if joint:
+        to_channels_last(encoder.to(device))
+        opt_e = torch.optim.Adam(encoder.parameters(), lr=cfg.e_lr, betas=(cfg.beta1, cfg.beta2))
+    transforms = diffaug.parse(cfg.augment)
     step, elapsed = 0, 0.0
     # Each rank draws its own noise and batches; rank 0's stream equals a 1-process run.
     rng = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
@@ -353,6 +455,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             ema.load_state_dict(state["ema"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        if joint:
+            encoder.load_state_dict(state["encoder"])
+            opt_e.load_state_dict(state["opt_e"])
+            if ema_e is not None and state.get("ema_encoder") is not None:
+                ema_e.load_state_dict(state["ema_encoder"])
         step, elapsed = state["step"], state["elapsed"]
         rng.set_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
         if main_proc:
@@ -366,8 +473,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         pair = nn.parallel.DistributedDataParallel(pair, device_ids=ids)
 
     fixed_z = torch.randn(100, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 99))
-    metrics_log = CsvLog(out / "metrics.csv", ["step", "minutes", "d_loss", "g_loss", "d_acc", "d_updates", "lr_scale"]) if main_proc else None
-    eval_log = CsvLog(out / "eval.csv", ["step", "minutes", "model", "coverage_iou", "one_piece", "occupancy", "empty"]) if main_proc else None
+    metrics_log = CsvLog(out / "metrics.csv", ["step", "minutes", "d_loss", "g_loss", "d_acc", "d_updates", "recon",
+                                               "lr_scale"]) if main_proc else None
+    eval_log = CsvLog(out / "eval.csv", ["step", "minutes", "model", "coverage_iou", "one_piece", "occupancy", "empty",
+                                         "encoder_iou"]) if main_proc else None
+
+    def aug(x: torch.Tensor) -> torch.Tensor:
+        return diffaug.augment(x, transforms, cfg.augment_shift, cfg.augment_cutout, generator=rng)
 
     def sample_model() -> Generator:
         return ema if ema is not None and step > cfg.ema_start else gen
@@ -385,6 +497,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 "generator": gen.state_dict(), "discriminator": disc.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                "encoder": encoder.state_dict() if joint else None,
+                "ema_encoder": ema_e.state_dict() if ema_e is not None else None,
+                "opt_e": opt_e.state_dict() if joint else None,
                 "rng": rngs or [rng.get_state()],
                 "perm": perm, "pos": pos,
             }, state_path)
@@ -393,11 +508,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         perm, pos = state["perm"], state["pos"]  # the exact batch order continues
     else:
         perm, pos = torch.randperm(len(data), generator=rng), 0
-    sums = {"d_loss": 0.0, "g_loss": 0.0, "d_acc": 0.0, "d_updates": 0.0, "n": 0}
+    sums = {"d_loss": 0.0, "g_loss": 0.0, "d_acc": 0.0, "d_updates": 0.0, "recon": 0.0, "n": 0}
     t_last = time.perf_counter()
     last_ckpt = last_sheet = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, disable=not main_proc, desc="gan", dynamic_ncols=True, mininterval=2)
-    while step < cfg.steps:
+    budget = 60 * cfg.max_minutes if cfg.max_minutes > 0 else float("inf")
+    while step < cfg.steps and elapsed < budget:
         # ---- batch: this rank's slice of a shared-size draw, random mirror along axis 1
         if pos + cfg.batch_size > len(perm):
             perm, pos = torch.randperm(len(data), generator=rng), 0
@@ -408,44 +524,61 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             real[flip] = real[flip].flip(2)  # (B, R, R, R): dim 2 is voxel axis 1
         real = real[:, None].to(device).contiguous(memory_format=torch.channels_last_3d)  # (B, 1, R, R, R)
         z = torch.randn(cfg.batch_size, cfg.z_dim, generator=rng).to(device)  # CPU stream: same on any device
-        scale = lr_factor(cfg, step)
-        for opt, lr in ((opt_g, cfg.g_lr), (opt_d, cfg.d_lr)):
+        scale = lr_factor(cfg, step, elapsed)
+        for opt, lr in ((opt_g, cfg.g_lr), (opt_d, cfg.d_lr), (opt_e, cfg.e_lr)):
+            if opt is None:
+                continue
             for group in opt.param_groups:
                 group["lr"] = lr * scale
 
         gen_ddp.train(), pair.train()
-        d_loss, g_loss, acc, update_d = gan_step(gen_ddp, pair, opt_g, opt_d, real, z, cfg.loss, cfg.d_acc_max, world)
+        if joint:
+            encoder.train()
+        r1_due = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
+        d_loss, g_loss, acc, update_d, recon = gan_step(
+            gen_ddp, pair, opt_g, opt_d, real, z, cfg.loss, cfg.d_acc_max, world, aug=aug,
+            r1_gamma=cfg.r1_gamma * cfg.r1_every if r1_due else 0.0, encoder=encoder, opt_e=opt_e,
+            recon_weight=cfg.recon_weight, pos_weight=cfg.pos_weight, code_noise=cfg.code_noise, rng=rng)
         step += 1
         if ema is not None:
-            ema_update(ema, gen, 0.0 if step <= cfg.ema_start else cfg.ema_decay)
+            decay = 0.0 if step <= cfg.ema_start else cfg.ema_decay
+            ema_update(ema, gen, decay)
+            if ema_e is not None:
+                ema_update(ema_e, encoder, decay)
 
         # ---- bookkeeping
         now = time.perf_counter()
         elapsed += now - t_last
         t_last = now
-        for k, v in (("d_loss", d_loss.item()), ("g_loss", g_loss.item()), ("d_acc", acc.item()), ("d_updates", float(update_d))):
+        for k, v in (("d_loss", d_loss.item()), ("g_loss", g_loss.item()), ("d_acc", acc.item()),
+                     ("d_updates", float(update_d)), ("recon", recon.item() if joint else 0.0)):
             sums[k] += v
         sums["n"] += 1
         bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            row = {k: round(sums[k] / sums["n"], 4) for k in ("d_loss", "g_loss", "d_acc", "d_updates")}
+        last = step == cfg.steps or elapsed >= budget
+        if step % cfg.log_every == 0 or last:
+            row = {k: round(sums[k] / sums["n"], 4) for k in ("d_loss", "g_loss", "d_acc", "d_updates", "recon")}
+            if not joint:
+                row.pop("recon")
             if main_proc:
                 metrics_log.write({"step": step, "minutes": round(elapsed / 60, 2), "lr_scale": round(scale, 3), **row})
                 bar.set_postfix(D=row["d_loss"], G=row["g_loss"], acc=row["d_acc"], upd=row["d_updates"])
             sums = dict.fromkeys(sums, 0.0)
-        if main_proc and (step % cfg.eval_every == 0 or step == cfg.steps) and len(val):
+        if main_proc and (step % cfg.eval_every == 0 or last) and len(val):
             model = sample_model()
             if model is ema:
                 recalibrate_batchnorm(ema, cfg.z_dim)
             figures = monitor(model, fixed_z, val)
+            if joint:
+                figures["encoder_iou"] = float(one_pass_iou(ema_e if model is ema else encoder, model, val).mean())
             eval_log.write({"step": step, "minutes": round(elapsed / 60, 2),
                             "model": "ema" if model is ema else "raw", **{k: round(v, 4) for k, v in figures.items()}})
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
-        if main_proc and (now - last_sheet >= cfg.sample_every_min * 60 or step == cfg.steps):
+        if main_proc and (now - last_sheet >= cfg.sample_every_min * 60 or last):
             save_sheet(sample_model(), fixed_z[:cfg.sheet_samples], out / "samples" / f"step_{step:06d}.png")
             last_sheet = time.perf_counter()
         # Every rank must join the all_gather in write_state: decide on rank 0's clock.
-        due = torch.tensor(float(now - last_ckpt >= cfg.ckpt_every_min * 60 or step == cfg.steps), device=device)
+        due = torch.tensor(float(now - last_ckpt >= cfg.ckpt_every_min * 60 or last), device=device)
         if world > 1:
             dist.broadcast(due, 0)
         if due.item():
@@ -456,7 +589,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     final = out / "checkpoint"
     if main_proc:
         shipped = ema if ema is not None and step > cfg.ema_start else gen
-        export_pipeline(cfg, shipped.state_dict(), disc.state_dict(), final, recalibrate=shipped is ema)
+        shipped_e = (ema_e if shipped is ema else encoder) if joint else None
+        export_pipeline(cfg, shipped.state_dict(), disc.state_dict(), final, recalibrate=shipped is ema,
+                        e_state=shipped_e.state_dict() if joint else None)
         log.info("finished %d steps in %.1f min; pipeline written to %s", step, elapsed / 60, final)
     if world > 1:
         dist.barrier()
@@ -464,8 +599,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return final
 
 
-def export_pipeline(cfg: TrainConfig, g_state: dict, d_state: dict, folder: Path, recalibrate: bool) -> Path:
-    """Write a ChairPipeline folder (generator + discriminator) from training weights.
+def export_pipeline(cfg: TrainConfig, g_state: dict, d_state: dict, folder: Path, recalibrate: bool,
+                    e_state: dict | None = None) -> Path:
+    """Write a ChairPipeline folder (generator + discriminator [+ shape encoder]) from training weights.
 
     `recalibrate` recomputes the generator's BatchNorm statistics (needed for EMA weights).
     """
@@ -473,9 +609,13 @@ def export_pipeline(cfg: TrainConfig, g_state: dict, d_state: dict, folder: Path
     g_out, d_out = Generator(mcfg), Discriminator(mcfg)
     g_out.load_state_dict({k: v.cpu() for k, v in g_state.items()})
     d_out.load_state_dict({k: v.cpu() for k, v in d_state.items()})
+    e_out = None
+    if e_state is not None:
+        e_out = ShapeEncoder(mcfg)
+        e_out.load_state_dict({k: v.cpu() for k, v in e_state.items()})
     if recalibrate:
         recalibrate_batchnorm(g_out, cfg.z_dim)
-    ChairPipeline(g_out, d_out).save_pretrained(folder)
+    ChairPipeline(g_out, d_out, shape_encoder=e_out).save_pretrained(folder)
     (folder / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return folder
 
@@ -489,7 +629,8 @@ def export_run(run: str | Path, folder: str | Path) -> Path:
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
     use_ema = state.get("ema") is not None and state["step"] > cfg.ema_start
     g_state = state["ema"] if use_ema else state["generator"]
-    export_pipeline(cfg, g_state, state["discriminator"], Path(folder), recalibrate=use_ema)
+    e_state = (state.get("ema_encoder") if use_ema else None) or state.get("encoder")
+    export_pipeline(cfg, g_state, state["discriminator"], Path(folder), recalibrate=use_ema, e_state=e_state)
     log.info("exported step %d of %s (%s generator) to %s", state["step"], run, "EMA" if use_ema else "raw", folder)
     return Path(folder)
 

@@ -320,6 +320,27 @@ def occupancy_range_from(train_grids: np.ndarray, level: float = 0.5) -> tuple[f
     return 0.5 * float(frac.min()), 2.0 * float(frac.max())
 
 
+def largest_piece_share(grids: np.ndarray, level: float = 0.5) -> np.ndarray:
+    """Share of each grid's occupied voxels in its largest 26-connected piece -> float64 (N,);
+    0 for an empty grid. Floating specks lower it; a chair in two halves halves it."""
+    occ = _occupied(grids, level)
+    shares = []
+    for g in occ:
+        labels, count = ndimage.label(g, structure=np.ones((3, 3, 3), bool))
+        shares.append(np.bincount(labels.ravel())[1:].max() / g.sum() if count else 0.0)
+    return np.array(shares, dtype=np.float64)
+
+
+def mostly_one_piece(grids: np.ndarray, level: float = 0.5, occupancy_range: tuple[float, float] = (0.005, 0.40),
+                     share: float = 0.95) -> np.ndarray:
+    """The chair32-v2 validity of raw `generate` output -> bool (N,): occupancy within
+    `occupancy_range` and the largest 26-connected piece holding >= `share` of the voxels
+    (a few specks pass, a chair in pieces does not)."""
+    frac = occupancy(grids, level)
+    lo, hi = occupancy_range
+    return (frac >= lo) & (frac <= hi) & (largest_piece_share(grids, level) >= share)
+
+
 # --------------------------------------------------------------------------- novelty
 
 
