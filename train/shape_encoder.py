@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from vaegan import projection
@@ -45,7 +44,7 @@ from vaegan.errors import ConfigError
 from vaegan.models import ShapeEncoder, to_channels_last
 
 from .common import add_config_arguments, chair_ious, config_values, open_checkpoint
-from .gan import atomic_torch_save, load_resume_state, split_by_id
+from .gan import atomic_torch_save, load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
 from .vaegan import detached_copy
 
 log = logging.getLogger(__name__)
@@ -81,12 +80,6 @@ class ShapeEncoderConfig:
 
 
 # ----------------------------------------------------------------------------- losses
-def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
-    """BCE of G's logits (B, 1, R, R, R) against binary chairs, occupied voxels weighted."""
-    weight = torch.where(target >= 0.5, pos_weight, 1.0)
-    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
-
-
 def code_loss(code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """||E(G(z)) - z||^2 / z_dim, averaged over the batch (B, z_dim)."""
     return (code - z).pow(2).mean()
@@ -101,17 +94,6 @@ def generated_pool(generator, n: int, z_dim: int, seed: int) -> tuple[torch.Tens
     if n == 0:
         return z, torch.zeros((0, r, r, r), dtype=torch.bool)
     return z, torch.cat([generator(chunk)[:, 0] >= 0.5 for chunk in z.split(64)])
-
-
-@torch.no_grad()
-def one_pass_iou(encoder: ShapeEncoder, generator, grids: np.ndarray) -> np.ndarray:
-    """IoU of G(E(x)) >= 0.5 with each grid x (n, R, R, R) -> (n,), encoder in eval mode."""
-    was_training = encoder.training
-    encoder.eval()
-    x = torch.from_numpy(grids.astype(np.float32))[:, None]
-    made = torch.cat([generator(encoder(c)) for c in x.split(64)])[:, 0].numpy() >= 0.5
-    encoder.train(was_training)
-    return chair_ious(made, grids > 0)
 
 
 def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
