@@ -135,3 +135,20 @@ def test_time_budget_stops_the_run(tmp_path):
     state = torch.load(out / "state.pt", weights_only=True)
     assert state["step"] < 100000 and state["elapsed"] >= 0.02 * 60
     assert json.loads((out / "config.json").read_text())["max_minutes"] == 0.02
+
+
+def test_validity_rule_lets_a_speck_pass_and_fails_a_chair_in_pieces():
+    import numpy as np
+
+    from train.metrics import largest_piece_share, mostly_one_piece
+
+    whole = np.zeros((4, 32, 32, 32), np.float32)
+    whole[:, 8:20, 8:20, 4:20] = 1.0  # 2,304 voxels, 7 % occupancy
+    whole[1, 30, 30, 30] = 1.0  # one floating speck: 99.96 % in the largest piece
+    whole[2, 8:20, 8:20, 12] = 0.0  # cut in two: 8 and 7 of the 15 remaining layers
+    whole[3] = 0.0  # empty
+    whole[3, 0, 0, 0] = whole[3, 1, 1, 1] = 1.0  # two voxels touching at a corner: one 26-connected piece
+    shares = largest_piece_share(whole)
+    assert shares[0] == 1.0 and shares[1] == pytest.approx(2304 / 2305) and shares[2] == pytest.approx(8 / 15)
+    assert shares[3] == 1.0  # 26-connectivity: corners join
+    assert mostly_one_piece(whole).tolist() == [True, True, False, False]  # the last is below 0.5 % occupancy

@@ -606,13 +606,13 @@ def export_pipeline(cfg: TrainConfig, g_state: dict, d_state: dict, folder: Path
     `recalibrate` recomputes the generator's BatchNorm statistics (needed for EMA weights).
     """
     mcfg = cfg.model_config()
-    g_out, d_out = Generator(mcfg), Discriminator(mcfg)
-    g_out.load_state_dict({k: v.cpu() for k, v in g_state.items()})
-    d_out.load_state_dict({k: v.cpu() for k, v in d_state.items()})
-    e_out = None
-    if e_state is not None:
-        e_out = ShapeEncoder(mcfg)
-        e_out.load_state_dict({k: v.cpu() for k, v in e_state.items()})
+
+    def on_cpu(module: nn.Module, state: dict) -> nn.Module:
+        module.load_state_dict({k: v.cpu() for k, v in state.items()})
+        return module
+
+    g_out, d_out = on_cpu(Generator(mcfg), g_state), on_cpu(Discriminator(mcfg), d_state)
+    e_out = on_cpu(ShapeEncoder(mcfg), e_state) if e_state is not None else None
     if recalibrate:
         recalibrate_batchnorm(g_out, cfg.z_dim)
     ChairPipeline(g_out, d_out, shape_encoder=e_out).save_pretrained(folder)

@@ -66,6 +66,7 @@ __all__ = [
 
 # 18-connectivity (face + edge neighbours), as in vaegan.meshing (tests check they agree).
 CONNECTIVITY = ndimage.generate_binary_structure(3, 2)  # (3, 3, 3) bool
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)  # the chair32-v2 issue's validity rule counts corner contacts too
 
 # occupancy_range_from(ModelNet10 train chairs, pose _1, 32^3): the 888 chairs fill
 # 0.0091 .. 0.148 of the grid (median 0.027), so (0.5 * min, 2 * max) = (0.0045, 0.297).
@@ -326,7 +327,7 @@ def largest_piece_share(grids: np.ndarray, level: float = 0.5) -> np.ndarray:
     occ = _occupied(grids, level)
     shares = []
     for g in occ:
-        labels, count = ndimage.label(g, structure=np.ones((3, 3, 3), bool))
+        labels, count = ndimage.label(g, structure=CONNECTIVITY_26)
         shares.append(np.bincount(labels.ravel())[1:].max() / g.sum() if count else 0.0)
     return np.array(shares, dtype=np.float64)
 
