@@ -150,6 +150,32 @@ def test_effects_markdown_marks_the_own_attribute():
     assert "| A | **+0.50** | +0.40 | -0.10 | +0.9 voxels | 0.20 |" in text  # leakage ignores mass
 
 
+class BoxPipe:
+    """A stand-in generator with a known answer: a cube whose side is 8 + 2 z[0] voxels."""
+
+    def generate(self, z, batch_size=64):
+        out = np.zeros((len(z), 32, 32, 32), np.float32)
+        for grid, code in zip(out, z):
+            side = int(round(8 + 2 * code[0]))
+            grid[4:4 + side, 4:4 + side, 4:4 + side] = 1.0
+        return out
+
+
+def test_slider_figures_measure_the_own_change_and_what_is_kept():
+    z = np.zeros((3, 4), np.float32)
+    along = np.eye(4, dtype=np.float32)[:1]  # grows the cube
+    rows = dirs.slider_figures(BoxPipe(), z, np.concatenate([along, np.zeros_like(along)]),
+                               ["seat_width", "seat_width"], strength=2.0)
+    grow, still = rows
+    assert grow["plus"]["change"] == pytest.approx(4.0) and grow["minus"]["change"] == pytest.approx(-4.0)
+    assert grow["plus"]["change_percent"] == pytest.approx(50.0)
+    assert grow["plus"]["iou"] == pytest.approx(8 ** 3 / 12 ** 3) and grow["plus"]["replaced"] == 1.0
+    assert grow["minus"]["iou"] == pytest.approx(4 ** 3 / 8 ** 3)
+    assert still["plus"] == {"change": 0.0, "change_percent": 0.0, "iou": 1.0, "replaced": 0.0}
+    table = dirs.slider_markdown(rows, [{"name": "seat_width", "label": "seat width", "unit": "voxels"}])
+    assert "| seat width | +4 voxels (+50 %) | -4 voxels (-50 %) | 0.30 | 0.12 | 100% |" in table
+
+
 # ------------------------------------------------------------------ the command
 def test_train_directions_writes_loadable_files_the_app_uses(tmp_path, capsys):
     from train.__main__ import main
@@ -170,6 +196,7 @@ def test_train_directions_writes_loadable_files_the_app_uses(tmp_path, capsys):
     assert {"r2", "cos_raw", "effect", "effect_sigma", "unit", "definition"} <= set(doc["directions"][0])
     assert len(doc["raw"]) == len(doc["directions"]) and doc["fit"]["n"] == 120
     assert len(doc["attributes"]) == len(attributes.NAMES)
+    assert [r["name"] for r in doc["sliders"]] == list(dset.names) and "IoU before/after +2" in out
     loaded = ChairPipeline.from_pretrained(tmp_path / "ckpt")
     sliders = dirs.slider_directions(loaded, 5, named_k=8)
     assert [d.name for d in sliders] == list(dset.labels)

@@ -14,7 +14,9 @@ What it does (the maths is in `vaegan.directions`, the attributes in `vaegan.att
    samples, moved to z by least squares;
 4. disentanglement: on ``--eval-n`` fresh latents (seed + 1), every direction is stepped by
    ±``--step`` and every attribute re-measured: mean change per unit step (central
-   differences), in attribute units and in attribute standard deviations;
+   differences), in attribute units and in attribute standard deviations; and each slider at
+   ±2 (`vaegan.directions.slider_figures`): its own attribute's change from the start chair
+   and the IoU between the chair before and after;
 5. ``<checkpoint>/directions.safetensors`` + ``directions.json`` are written (the app's
    Explore sliders read them), and the tables are printed as markdown (``--report`` also
    writes them to a file, for the model card).
@@ -122,6 +124,10 @@ def report_markdown(meta: dict) -> str:
              "", dirs.effects_markdown(meta["directions"], table), "",
              "| direction | held-out R² of the linear fit | cos(raw normal, conditioned) |", "|---|---|---|"]
     parts += [f"| {d['label']} | {d['r2']:.2f} | {d['cos_raw']:.2f} |" for d in meta["directions"]]
+    if meta.get("sliders"):
+        parts += ["", f"Sliders at ±{meta['sliders'][0]['strength']:g} on the same latents: mean change of the "
+                  "direction's own attribute from the start chair, and the IoU (level 0.5) between the chair "
+                  "before and after.", "", dirs.slider_markdown(meta["sliders"], table)]
     if meta.get("raw"):
         parts += ["", "Unconditioned normals (before orthogonalisation), same measurement:", "",
                   dirs.effects_markdown(meta["raw"], table)]
@@ -164,6 +170,7 @@ def run(cfg: DirectionsConfig) -> dict:
                     "not_conditioned_on": list(dirs.NOT_CONDITIONED_ON),
                     "coupled": [sorted(pair) for pair in dirs.COUPLED], "method": "ridge regression per "
                     "standardised attribute, conditional orthogonalisation (vaegan.directions)"}}
+    meta["sliders"] = dirs.slider_figures(pipe, z_eval, vectors, names, batch_size=cfg.batch_size)
     if cfg.compare_raw:
         meta["raw"] = effect_rows(dirs.measure_effects(pipe, z_eval, normals, cfg.step, batch_size=cfg.batch_size),
                                   std, [f"{lab} (raw)" for lab in labels], names)

@@ -5,7 +5,8 @@ This module owns:
   * the fitting maths: `fit_linear` (InterFaceGAN-style linear model of each attribute in
     z), `condition` (conditional orthogonalisation), `ganspace_directions`;
   * `measure_effects`: how much each attribute moves per unit step along each direction
-    (the disentanglement table of the model card, `effects_markdown`);
+    (the disentanglement table of the model card, `effects_markdown`), and `slider_figures`:
+    what a ±2 slider move does to its own attribute and how much of the chair it keeps;
   * the checkpoint files `directions.safetensors` + `directions.json` (`save_directions`,
     `load_directions`, `has_directions`) and `edit` (z + strengths by direction name).
 `python -m train directions --checkpoint DIR` runs the whole fit and writes the files.
@@ -88,6 +89,8 @@ __all__ = [
     "save_directions",
     "load_directions",
     "effects_markdown",
+    "slider_figures",
+    "slider_markdown",
     "finite_json",
 ]
 
@@ -251,6 +254,56 @@ def measure_effects(pipe, z: np.ndarray, vectors: np.ndarray, step: float = 1.5,
         ok = np.isfinite(diff).all(axis=1)
         out[i] = diff[ok].mean(0) if ok.any() else np.nan
     return out
+
+
+SLIDER_STRENGTH = 2.0  # the step the issue's "sliders that change one thing" figures use
+REPLACED_IOU = 0.6  # below this IoU with the start chair a slider has replaced the chair
+
+
+def slider_figures(pipe, z: np.ndarray, vectors: np.ndarray, names: list[str],
+                   strength: float = SLIDER_STRENGTH, level: float = attrs.LEVEL,
+                   batch_size: int = 64) -> list[dict]:
+    """What a user sees when moving each slider to ±``strength`` from the chairs of ``z``
+    (m, z_dim): per direction and sign, the mean change of the direction's own attribute
+    ``names[i]`` from the start chair (its units, and per cent of the start value), and the
+    IoU at ``level`` between the chair before and after (mean, and the share of chairs below
+    `REPLACED_IOU`, where the slider replaced the chair instead of editing it)."""
+    z = np.asarray(z, dtype=np.float32)
+    start = pipe.generate(z, batch_size) >= level  # (m, R, R, R)
+    start_values = attrs.measure_batch(start.astype(np.float32), level)  # (m, n_attr)
+    rows = []
+    for name, v in zip(names, np.asarray(vectors, dtype=np.float32)):
+        col = attrs.NAMES.index(name)
+        row = {"name": name, "strength": float(strength)}
+        for sign, key in ((1.0, "plus"), (-1.0, "minus")):
+            moved = pipe.generate(z + sign * strength * v, batch_size) >= level
+            values = attrs.measure_batch(moved.astype(np.float32), level)[:, col]
+            change = values - start_values[:, col]
+            ok = np.isfinite(change)
+            base = np.nanmean(np.abs(start_values[ok, col])) if ok.any() else float("nan")
+            inter = (start & moved).sum((1, 2, 3))
+            union = np.maximum((start | moved).sum((1, 2, 3)), 1)
+            iou = inter / union
+            mean_change = float(change[ok].mean()) if ok.any() else float("nan")
+            row[key] = {"change": mean_change,
+                        "change_percent": float(100 * mean_change / base) if base > 0 else float("nan"),
+                        "iou": float(iou.mean()), "replaced": float((iou < REPLACED_IOU).mean())}
+        rows.append(row)
+    return rows
+
+
+def slider_markdown(rows: list[dict], attributes: list[dict]) -> str:
+    """The slider table of the model card: own change and IoU with the start chair at ±strength."""
+    s = rows[0]["strength"] if rows else SLIDER_STRENGTH
+    lines = [f"| direction | own change at +{s:g} | own change at −{s:g} | IoU before/after +{s:g} | "
+             f"IoU before/after −{s:g} | chairs replaced (IoU < {REPLACED_IOU:g}) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        a = next(a for a in attributes if a["name"] == r["name"])
+        p, m = r["plus"], r["minus"]
+        lines.append(f"| {a['label']} | {p['change']:+.3g} {a['unit']} ({p['change_percent']:+.0f} %) | "
+                     f"{m['change']:+.3g} {a['unit']} ({m['change_percent']:+.0f} %) | {p['iou']:.2f} | "
+                     f"{m['iou']:.2f} | {(p['replaced'] + m['replaced']) / 2:.0%} |")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ editing
