@@ -54,6 +54,7 @@ class ShapeEncoderConfig:
     checkpoint: str = "checkpoints/chair32"  # the generator the codes are for (frozen)
     data: str = ""  # training chairs (`--data` of train gan); its test split is scored at the end
     out: str = "runs/shape_encoder"  # run folder
+    init: bool = False  # start from the checkpoint's own shape encoder (fine-tune a jointly trained one)
     minutes: float = 25.0  # training time; the run stops at `steps` or here, whichever is first
     steps: int = 100_000
     batch_real: int = 32  # training chairs per step (reconstruction loss)
@@ -115,7 +116,12 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
 
     torch.manual_seed(cfg.seed)
     pool_z, pool_x = generated_pool(generator, cfg.pool if cfg.batch_generated else 0, pipe.z_dim, cfg.seed)
-    encoder = to_channels_last(ShapeEncoder(pipe.config)).train()
+    encoder = ShapeEncoder(pipe.config)
+    if cfg.init:
+        if pipe.shape_encoder is None:
+            raise ConfigError(f"--init needs a shape encoder in {cfg.checkpoint}; it has none")
+        encoder.load_state_dict(pipe.shape_encoder.state_dict())
+    encoder = to_channels_last(encoder).train()
     opt = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)
     step, elapsed, best = 0, 0.0, -1.0
