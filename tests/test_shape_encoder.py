@@ -108,6 +108,16 @@ def test_train_shape_encoder_on_tiny_chairs(tmp_path, capsys):
     assert json.loads((out / "shape_encoder.json").read_text())["steps"] == 4
     assert train_main(["shape-encoder", "--checkpoint", str(tmp_path), "--data", str(data), "--out", str(out),
                        "--batch-real", "4", "--batch-generated", "4", "--resume"]) == 2
+    # --init fine-tunes the checkpoint's own shape encoder; without one it is refused
+    ChairPipeline(pipe.generator, pipe.discriminator).save_pretrained(tmp_path / "bare")
+    capsys.readouterr()
+    assert train_main([*args, "--checkpoint", str(tmp_path / "bare"), "--out", str(tmp_path / "init"), "--init"]) == 2
+    assert "--init needs a shape encoder" in capsys.readouterr().err
+    pipe.save_pretrained(tmp_path / "ckpt")  # now with the trained encoder
+    assert train_main([*args, "--out", str(tmp_path / "init"), "--init", "--steps", "1", "--lr", "1e-12"]) == 0
+    tuned = ShapeEncoder.from_pretrained(tmp_path / "init" / "shape_encoder")
+    weights = [k for k, v in tuned.state_dict().items() if v.is_floating_point() and "running" not in k]
+    assert all(torch.allclose(tuned.state_dict()[k], pipe.shape_encoder.state_dict()[k], atol=1e-6) for k in weights)
 
 
 @pytest.mark.slow
