@@ -1,87 +1,27 @@
-"""The recipe tools of `train gan` on tiny seeded models: DiffAugment transforms (and that G's
-gradient passes through them), the R1 penalty, the reconstruction loss, the time budget and
-the jointly trained shape encoder (saved, resumed exactly, exported)."""
+"""The recipe tools of `train gan` on tiny seeded models: the reconstruction loss, the time
+budget and the jointly trained shape encoder (saved, resumed exactly, exported). R1 and
+DiffAugment were tried and retired (model card, "chair32 v2 recipe study")."""
 
 import json
 
 import pytest
 import torch
-from torch import nn
 
-from train import augment
 from train.__main__ import main as train_main
-from train.gan import TrainConfig, lr_factor, r1_penalty, reconstruction_loss
+from train.gan import TrainConfig, lr_factor, reconstruction_loss
 from vaegan import ChairPipeline
-from vaegan.config import ModelConfig
 from vaegan.errors import ConfigError
-from vaegan.models import Generator
 
 from test_train_gan import TINY, make_chairs
 
-JOINT = ["--recon-weight", "1", "--code-noise", "0.2", "--r1-gamma", "1", "--r1-every", "2", "--d-acc-max", "1",
-         "--augment", "translation,cutout,mirror", "--augment-cutout", "4"]
+JOINT = ["--recon-weight", "1", "--code-noise", "0.2"]
 
 
-def one_voxel(r=8, at=(3, 4, 5), batch=1):
-    x = torch.zeros(batch, 1, r, r, r)
-    x[:, 0, at[0], at[1], at[2]] = 1
-    return x
-
-
-def test_translation_moves_each_grid_by_at_most_shift():
-    x = one_voxel(batch=64)
-    out = augment.translate(x, 2, generator=torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and torch.equal(out.sum((1, 2, 3, 4)), x.sum((1, 2, 3, 4)))
-    where = torch.stack([torch.nonzero(o[0])[0] for o in out])  # (64, 3)
-    moved = where - torch.tensor([3, 4, 5])
-    assert moved.abs().max() <= 2 and len({tuple(m.tolist()) for m in moved}) > 10  # per grid, not per batch
-    assert torch.equal(augment.translate(x, 0), x)
-
-
-def test_cutout_empties_one_cube_of_the_given_side():
-    x = torch.ones(16, 1, 8, 8, 8)
-    out = augment.cut_out(x, 3, generator=torch.Generator().manual_seed(0))
-    assert torch.all((1 - out).sum((1, 2, 3, 4)) == 27)
-    assert torch.equal(augment.cut_out(x, 0), x)
-
-
-def test_mirror_flips_left_right_only():
-    x = one_voxel(batch=32)
-    out = augment.mirror(x, generator=torch.Generator().manual_seed(0))
-    flipped = out[:, 0, 3, 3, 5] == 1  # axis 1: 4 -> 8 - 1 - 4 = 3
-    kept = out[:, 0, 3, 4, 5] == 1
-    assert torch.all(flipped ^ kept) and 0 < flipped.sum() < 32
-
-
-@pytest.mark.parametrize("transforms", [("translation",), ("cutout",), ("mirror",), augment.TRANSFORMS])
-def test_gradient_reaches_the_generator_through_each_augmentation(transforms):
-    torch.manual_seed(0)
-    gen = Generator(ModelConfig(resolution=8, z_dim=4, g_widths=(4,)))
-    out = augment.augment(gen(torch.randn(4, 4)), transforms, shift=1, cutout=2,
-                          generator=torch.Generator().manual_seed(1))
-    out.sum().backward()
-    grads = [p.grad for p in gen.parameters()]
-    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
-
-
-def test_unknown_augmentation_and_bad_settings_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown augmentation 'rotate'"):
-        TrainConfig(data="x", augment="translation,rotate").validate()
-    with pytest.raises(ConfigError, match="augment_cutout"):
-        TrainConfig(data="x", augment="cutout", augment_cutout=32).validate()
-    with pytest.raises(ConfigError, match="r1_gamma"):
-        TrainConfig(data="x", r1_gamma=-1).validate()
-
-
-def test_r1_is_the_squared_input_gradient_and_trains_d():
-    """For D(x) = <w, x>, R1 = |w|^2 whatever x, and its gradient reaches w."""
-    disc = nn.Sequential(nn.Flatten(), nn.Linear(8 ** 3, 1, bias=False))
-    x = torch.rand(5, 1, 8, 8, 8)
-    penalty = r1_penalty(disc, x)
-    w = disc[1].weight
-    assert torch.allclose(penalty, w.pow(2).sum(), rtol=1e-5)
-    penalty.backward()
-    assert torch.allclose(w.grad, 2 * w.detach(), rtol=1e-5)
+def test_bad_joint_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="recon_weight"):
+        TrainConfig(data="x", recon_weight=-1).validate()
+    with pytest.raises(ConfigError, match="pos_weight"):
+        TrainConfig(data="x", pos_weight=0).validate()
 
 
 def test_reconstruction_loss_weights_occupied_voxels():

@@ -38,7 +38,6 @@ from vaegan.models import Discriminator, Generator, ShapeEncoder, to_channels_la
 from vaegan.pipeline import ChairPipeline
 from vaegan.render import contact_sheet, render_grids
 
-from . import augment as diffaug
 from .common import add_config_arguments, chair_ious, config_values
 
 log = logging.getLogger(__name__)
@@ -68,12 +67,6 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of G weights (shipped); 0 disables
     ema_start: int = 500  # steps before the EMA starts tracking
     max_minutes: float = 0.0  # > 0: stop after this much training time; the lr schedule then runs on time
-    # --- the field's answers to a D that overfits 840 chairs (model card, "Recipe study")
-    r1_gamma: float = 0.0  # R1 penalty gamma/2 E|grad_x D(x)|^2 on (augmented) reals; 0 = off
-    r1_every: int = 16  # lazy R1 (StyleGAN2): applied every this many steps, scaled by it
-    augment: str = ""  # DiffAugment on every grid D sees, e.g. "translation,cutout" (train.augment)
-    augment_shift: int = 2  # translation: up to this many voxels along each axis
-    augment_cutout: int = 8  # cutout: side of the emptied cube in voxels
     # --- the 3D-VAE-GAN's shape encoder E trained jointly: G also reconstructs E(x); 0 = plain GAN
     recon_weight: float = 0.0  # weight of the reconstruction BCE(G(E(x)), x) in the G step
     pos_weight: float = 3.0  # BCE weight of occupied voxels (chairs fill ~3 % of the grid)
@@ -101,16 +94,10 @@ class TrainConfig:
         self.model_config()  # raises ConfigError for bad architectures
         if self.loss not in ("bce", "hinge"):
             raise ConfigError(f"loss must be 'bce' or 'hinge', got {self.loss!r}")
-        try:
-            transforms = diffaug.parse(self.augment)
-        except ValueError as err:
-            raise ConfigError(f"--augment: {err}") from None
-        if "cutout" in transforms and not 0 < self.augment_cutout < self.resolution:
-            raise ConfigError(f"augment_cutout must be in 1..{self.resolution - 1}, got {self.augment_cutout}")
-        if min(self.r1_gamma, self.recon_weight, self.code_noise, self.max_minutes, self.augment_shift) < 0:
-            raise ConfigError("r1_gamma, recon_weight, code_noise, max_minutes and augment_shift must be >= 0")
-        if self.r1_every < 1 or self.pos_weight <= 0 or self.e_lr <= 0:
-            raise ConfigError("r1_every must be >= 1, pos_weight and e_lr > 0")
+        if min(self.recon_weight, self.code_noise, self.max_minutes) < 0:
+            raise ConfigError("recon_weight, code_noise and max_minutes must be >= 0")
+        if self.pos_weight <= 0 or self.e_lr <= 0:
+            raise ConfigError("pos_weight and e_lr must be > 0")
         if self.steps < 1 or self.batch_size < 2:
             raise ConfigError("steps must be >= 1 and batch_size >= 2 (BatchNorm needs a batch)")
         if not self.data:
@@ -137,16 +124,6 @@ def g_loss_hinge(fake_logit: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES = {"bce": (d_loss_bce, g_loss_bce), "hinge": (d_loss_hinge, g_loss_hinge)}
-
-
-def r1_penalty(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): E |grad_x D(x)|^2 over real grids x (B, 1, R, R, R).
-
-    It keeps D flat on the real data, so D cannot sharpen around 840 memorised chairs;
-    it replaces the paper's accuracy gate as the brake on D."""
-    real = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(disc(real).sum(), real, create_graph=True)
-    return grad.pow(2).sum(dim=(1, 2, 3, 4)).mean()
 
 
 def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
@@ -338,22 +315,15 @@ class CsvLog:
 
 
 # ----------------------------------------------------------------------------- training
-def identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
 def gan_step(gen: nn.Module, pair: nn.Module, opt_g, opt_d, real: torch.Tensor, z: torch.Tensor,
              loss: str = "bce", d_acc_max: float = 0.8, world: int = 1, freeze_d: bool = True, *,
-             aug=identity, r1_gamma: float = 0.0, encoder: ShapeEncoder | None = None, opt_e=None,
+             encoder: ShapeEncoder | None = None, opt_e=None,
              recon_weight: float = 0.0, pos_weight: float = 3.0, code_noise: float = 0.0,
              rng: torch.Generator | None = None):
     """One D step on a real and a fake batch, then one G step; -> (d_loss, g_loss, acc, updated D, recon).
 
     `gen` and `pair` may be DDP-wrapped (plain GAN only). D is skipped while its accuracy
-    (averaged over processes, so that all ranks agree) is above `d_acc_max`. `aug` is applied
-    to every grid D sees (DiffAugment). `r1_gamma` > 0 adds gamma/2 * R1 on the augmented
-    reals to this D step (the caller passes the lazily scaled gamma on the steps it is due).
-    With `encoder`, G decodes E(real) in the same forward as z (one set of BatchNorm
+    (averaged over processes, so that all ranks agree) is above `d_acc_max`. With `encoder`, G decodes E(real) in the same forward as z (one set of BatchNorm
     statistics) and the G step adds `recon_weight` * BCE(G(E(x)), x), which E learns too.
     `freeze_d=False` is the naive variant kept for the throughput benchmark: D's weight
     gradients are computed in the G step.
@@ -370,20 +340,18 @@ def gan_step(gen: nn.Module, pair: nn.Module, opt_g, opt_d, real: torch.Tensor, 
         fake, recon_logits = torch.sigmoid(logits[:len(z)]), logits[len(z):]
     else:
         fake = gen(z)  # (B, 1, R, R, R) probabilities
-    # ---- D step: real vs detached fake, both augmented
-    real_aug = aug(real)
-    real_logit, fake_logit = pair(real_aug, aug(fake.detach()))
+    # ---- D step: real vs detached fake
+    real_logit, fake_logit = pair(real, fake.detach())
     d_loss = d_loss_fn(real_logit, fake_logit)
     acc = all_mean(d_accuracy(real_logit, fake_logit).detach(), world)
     update_d = bool(acc <= d_acc_max)
     opt_d.zero_grad(set_to_none=True)
     if update_d:
-        total = d_loss + 0.5 * r1_gamma * r1_penalty(disc, real_aug) if r1_gamma > 0 else d_loss
-        total.backward()
+        d_loss.backward()
         opt_d.step()
     # ---- G step through D; freezing D skips its weight gradients (1.2-1.7x faster here)
     disc.requires_grad_(not freeze_d)
-    g_loss = g_loss_fn(disc(aug(fake)))
+    g_loss = g_loss_fn(disc(fake))
     total = g_loss
     if encoder is not None:
         recon = reconstruction_loss(recon_logits, real, pos_weight)
@@ -427,9 +395,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise ConfigError(f"only {len(data)} training grids; batch_size {cfg.batch_size} needs more")
 
     joint = cfg.recon_weight > 0
-    if world > 1 and (joint or cfg.r1_gamma > 0):
-        raise ConfigError("R1 and the joint shape encoder run in one process: drop torchrun, or set "
-                          "--r1-gamma 0 --recon-weight 0")
+    if world > 1 and joint:
+        raise ConfigError("the joint shape encoder runs in one process: drop torchrun, or set --recon-weight 0")
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
     gen, disc = Generator(mcfg), Discriminator(mcfg)
@@ -444,7 +411,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if joint:
         to_channels_last(encoder.to(device))
         opt_e = torch.optim.Adam(encoder.parameters(), lr=cfg.e_lr, betas=(cfg.beta1, cfg.beta2))
-    transforms = diffaug.parse(cfg.augment)
     step, elapsed = 0, 0.0
     # Each rank draws its own noise and batches; rank 0's stream equals a 1-process run.
     rng = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
@@ -477,9 +443,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                                "lr_scale"]) if main_proc else None
     eval_log = CsvLog(out / "eval.csv", ["step", "minutes", "model", "coverage_iou", "one_piece", "occupancy", "empty",
                                          "encoder_iou"]) if main_proc else None
-
-    def aug(x: torch.Tensor) -> torch.Tensor:
-        return diffaug.augment(x, transforms, cfg.augment_shift, cfg.augment_cutout, generator=rng)
 
     def sample_model() -> Generator:
         return ema if ema is not None and step > cfg.ema_start else gen
@@ -534,10 +497,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         gen_ddp.train(), pair.train()
         if joint:
             encoder.train()
-        r1_due = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
         d_loss, g_loss, acc, update_d, recon = gan_step(
-            gen_ddp, pair, opt_g, opt_d, real, z, cfg.loss, cfg.d_acc_max, world, aug=aug,
-            r1_gamma=cfg.r1_gamma * cfg.r1_every if r1_due else 0.0, encoder=encoder, opt_e=opt_e,
+            gen_ddp, pair, opt_g, opt_d, real, z, cfg.loss, cfg.d_acc_max, world, encoder=encoder, opt_e=opt_e,
             recon_weight=cfg.recon_weight, pos_weight=cfg.pos_weight, code_noise=cfg.code_noise, rng=rng)
         step += 1
         if ema is not None:
@@ -626,7 +587,8 @@ def export_run(run: str | Path, folder: str | Path) -> Path:
     if not state_path.is_file():
         raise CheckpointError(f"{state_path} does not exist: not a training run folder")
     state = torch.load(state_path, map_location="cpu", weights_only=True)
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    known = TrainConfig.__dataclass_fields__  # runs of earlier versions may carry retired settings
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items() if k in known})
     use_ema = state.get("ema") is not None and state["step"] > cfg.ema_start
     g_state = state["ema"] if use_ema else state["generator"]
     e_state = (state.get("ema_encoder") if use_ema else None) or state.get("encoder")
