@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import SHIPPED, tiny_config
 from test_attributes import make_chair
 from vaegan import ChairPipeline, attributes, latents
 from vaegan import atlas as atl
 from vaegan.errors import LatentError
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "checkpoints" / "chair32"
 
 
 GENERATOR = ChairPipeline.from_config(tiny_config(), seed=0).generator  # z_dim 8

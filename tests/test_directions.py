@@ -2,18 +2,15 @@
 `python -m train directions`; the shipped checkpoint's directions behind the slow marker."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import SHIPPED, tiny_config
 from vaegan import ChairPipeline, attributes, latents
 from vaegan import directions as dirs
 from vaegan.errors import LatentError
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "checkpoints" / "chair32"
 
 
 def unit(v):

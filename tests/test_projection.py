@@ -1,6 +1,5 @@
 """vaegan.projection (voxels -> z) and vaegan.novelty (nearest chair by IoU on packed bits)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,8 @@ from vaegan import novelty
 from vaegan.errors import ConfigError, VoxelError
 from vaegan.projection import ProjectionConfig, check_targets, latent_bank, project
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "checkpoints" / "chair32"
+from conftest import SHIPPED
+
 FAST = dict(steps=30, bank=32, batch_size=16, eval_every=10)
 
 

@@ -2,13 +2,12 @@
 folder, `python -m train shape-encoder` on a tiny dataset, and the shipped encoder (slow)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import SHIPPED, tiny_config
 from test_train_gan import make_chairs
 from train.__main__ import main as train_main
 from vaegan import ChairPipeline, projection
@@ -16,8 +15,6 @@ from vaegan.errors import CheckpointError, VoxelError
 from vaegan.models import ShapeEncoder
 from vaegan.pipeline import MAX_SHAPES
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "checkpoints" / "chair32"
 
 
 def box(resolution: int = 16) -> np.ndarray:
