@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
 import torch
 
@@ -60,6 +61,11 @@ def test_train_writes_run_folder_and_pipeline(tmp_path):
     pipe = ChairPipeline.from_pretrained(out / "checkpoint")
     assert pipe.resolution == 32 and pipe.discriminator is not None
     assert pipe.generate(pipe.sample_latents(2)).shape == (2, 32, 32, 32)
+    # the best monitor evaluation is kept as a pipeline of its own, with its figures
+    coverage = [float(row.split(",")[3]) for row in (out / "eval.csv").read_text().splitlines()[1:]]
+    best = json.loads((out / "best" / "best.json").read_text())
+    assert best["coverage_iou"] == pytest.approx(max(coverage), abs=1e-4) and best["step"] in (2, 4)
+    assert ChairPipeline.from_pretrained(out / "best").resolution == 32
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -9,6 +9,8 @@ through a frozen D. What a run folder holds:
     runs/NAME/eval.csv           cheap quality monitors on held-out training chairs
     runs/NAME/samples/*.png      sample sheets every few minutes
     runs/NAME/checkpoint/        the final pipeline folder (EMA generator + discriminator)
+    runs/NAME/best/              the pipeline at the evaluation with the best held-out
+                                 coverage-IoU (`keep_best`); late GAN training can drift
 
 Runs under `torchrun --nproc_per_node N` with DistributedDataParallel (gloo on CPU).
 """
@@ -76,6 +78,7 @@ class TrainConfig:
     poses: tuple[int, ...] = (1,)  # canonical pose only: chairs stay upright and facing
     mirror: bool = True  # random left/right flips (array axis 1) as augmentation
     val_chairs: int = 48  # chairs held out (by id) for the quality monitor
+    keep_best: bool = True  # export the pipeline of the best monitor evaluation to out/best/
     # --- bookkeeping
     seed: int = 0
     log_every: int = 50  # steps between metrics.csv rows
@@ -411,7 +414,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if joint:
         to_channels_last(encoder.to(device))
         opt_e = torch.optim.Adam(encoder.parameters(), lr=cfg.e_lr, betas=(cfg.beta1, cfg.beta2))
-    step, elapsed = 0, 0.0
+    step, elapsed, best = 0, 0.0, {"coverage_iou": -1.0, "step": 0}
     # Each rank draws its own noise and batches; rank 0's stream equals a 1-process run.
     rng = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     if state is not None:
@@ -427,6 +430,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if ema_e is not None and state.get("ema_encoder") is not None:
                 ema_e.load_state_dict(state["ema_encoder"])
         step, elapsed = state["step"], state["elapsed"]
+        best = state.get("best") or best
         rng.set_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
         if main_proc:
             log.info("resumed %s at step %d (%.1f min trained)", out, step, elapsed / 60)
@@ -463,7 +467,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 "encoder": encoder.state_dict() if joint else None,
                 "ema_encoder": ema_e.state_dict() if ema_e is not None else None,
                 "opt_e": opt_e.state_dict() if joint else None,
-                "rng": rngs or [rng.get_state()],
+                "rng": rngs or [rng.get_state()], "best": best,
                 "perm": perm, "pos": pos,
             }, state_path)
 
@@ -535,6 +539,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             eval_log.write({"step": step, "minutes": round(elapsed / 60, 2),
                             "model": "ema" if model is ema else "raw", **{k: round(v, 4) for k, v in figures.items()}})
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+            if cfg.keep_best and figures["coverage_iou"] > best["coverage_iou"]:
+                best = {"coverage_iou": figures["coverage_iou"], "step": step, "model": "ema" if model is ema else "raw"}
+                model_e = (ema_e if model is ema else encoder) if joint else None
+                # the monitor already recalibrated an EMA generator's BatchNorm statistics
+                export_pipeline(cfg, model.state_dict(), disc.state_dict(), out / "best", recalibrate=False,
+                                e_state=model_e.state_dict() if joint else None)
+                (out / "best" / "best.json").write_text(json.dumps({**best, **figures}, indent=2))
         if main_proc and (now - last_sheet >= cfg.sample_every_min * 60 or last):
             save_sheet(sample_model(), fixed_z[:cfg.sheet_samples], out / "samples" / f"step_{step:06d}.png")
             last_sheet = time.perf_counter()
