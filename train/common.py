@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-import numpy as np
-
 from vaegan.models import to_channels_last
 from vaegan.pipeline import ChairPipeline
 
@@ -42,11 +40,6 @@ def open_checkpoint(checkpoint: str, threads: int = 0) -> ChairPipeline:
     pipe = ChairPipeline.from_pretrained(checkpoint)
     to_channels_last(pipe.generator)
     return pipe
-
-
-def chair_ious(made: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """IoU of each pair of bool grids (n, R, R, R) -> float (n,); an empty pair counts 0."""
-    return (made & truth).sum((1, 2, 3)) / np.maximum((made | truth).sum((1, 2, 3)), 1)
 
 
 def add_timed_run_arguments(parser: argparse.ArgumentParser, minutes: float, lr: float, every: int) -> None:

@@ -323,7 +323,7 @@ def issue_figures(pipe, test: np.ndarray, seeds=(0, 1, 2), n: int = 100, batch_s
     after `vaegan.projection.REFINE` (with its time per chair, one chair at a time as the app)."""
     import torch
 
-    from train.common import chair_ious
+    from vaegan.voxels import chair_ious
     from vaegan import projection
     from vaegan.latents import slerp
 

@@ -39,8 +39,9 @@ from vaegan.fileio import atomic_write
 from vaegan.models import Discriminator, Generator, ShapeEncoder, to_channels_last, to_radius
 from vaegan.pipeline import ChairPipeline
 from vaegan.render import contact_sheet, render_grids
+from vaegan.voxels import chair_ious
 
-from .common import add_config_arguments, chair_ious, config_values
+from .common import add_config_arguments, config_values
 
 log = logging.getLogger(__name__)
 
@@ -326,8 +327,8 @@ def gan_step(gen: nn.Module, pair: nn.Module, opt_g, opt_d, real: torch.Tensor, 
     """One D step on a real and a fake batch, then one G step; -> (d_loss, g_loss, acc, updated D, recon).
 
     `gen` and `pair` may be DDP-wrapped (plain GAN only). D is skipped while its accuracy
-    (averaged over processes, so that all ranks agree) is above `d_acc_max`. With `encoder`, G decodes E(real) in the same forward as z (one set of BatchNorm
-    statistics) and the G step adds `recon_weight` * BCE(G(E(x)), x), which E learns too.
+    (averaged over processes, so that all ranks agree) is above `d_acc_max`. With `encoder`,
+    G decodes E(real) in the same forward as z (one set of BatchNorm statistics) and the G step adds `recon_weight` * BCE(G(E(x)), x), which E learns too.
     `freeze_d=False` is the naive variant kept for the throughput benchmark: D's weight
     gradients are computed in the G step.
     """

@@ -29,8 +29,9 @@ import torch
 from vaegan import ChairPipeline
 from vaegan.errors import ConfigError
 from vaegan.models import ImageEncoder, to_radius
+from vaegan.voxels import chair_ious
 
-from .common import add_timed_run_arguments, chair_ious
+from .common import add_timed_run_arguments
 from .photos import PhotoSet
 from .vaegan import detached_copy, latent_loss
 

@@ -42,8 +42,9 @@ from vaegan import projection
 from vaegan.datasets import load_chairs
 from vaegan.errors import ConfigError
 from vaegan.models import ShapeEncoder, to_channels_last
+from vaegan.voxels import chair_ious
 
-from .common import add_config_arguments, chair_ious, config_values, open_checkpoint
+from .common import add_config_arguments, config_values, open_checkpoint
 from .gan import atomic_torch_save, load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
 from .vaegan import detached_copy
 

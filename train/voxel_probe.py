@@ -21,8 +21,9 @@ from torch import nn
 from vaegan.config import ModelConfig
 from vaegan.errors import ConfigError
 from vaegan.models import ImageEncoder
+from vaegan.voxels import chair_ious
 
-from .common import add_timed_run_arguments, chair_ious, optimiser_step
+from .common import add_timed_run_arguments, optimiser_step
 from .photos import PhotoSet
 from .vaegan import Cycler, batch, encoder_of, held_out_split, recon_loss
 

@@ -69,6 +69,7 @@ from . import attributes as attrs
 from .errors import LatentError
 from .fileio import atomic_write
 from .latents import Direction, as_latent, principal_directions
+from .voxels import chair_ious
 
 __all__ = [
     "FORMAT",
@@ -269,21 +270,18 @@ def slider_figures(pipe, z: np.ndarray, vectors: np.ndarray, names: list[str],
     IoU at ``level`` between the chair before and after (mean, and the share of chairs below
     `REPLACED_IOU`, where the slider replaced the chair instead of editing it)."""
     z = np.asarray(z, dtype=np.float32)
-    start = pipe.generate(z, batch_size) >= level  # (m, R, R, R)
-    start_values = attrs.measure_batch(start.astype(np.float32), level)  # (m, n_attr)
+    start_probs = pipe.generate(z, batch_size)  # (m, R, R, R)
+    start, start_values = start_probs >= level, attrs.measure_batch(start_probs, level)  # values (m, n_attr)
     rows = []
     for name, v in zip(names, np.asarray(vectors, dtype=np.float32)):
         col = attrs.NAMES.index(name)
         row = {"name": name, "strength": float(strength)}
         for sign, key in ((1.0, "plus"), (-1.0, "minus")):
-            moved = pipe.generate(z + sign * strength * v, batch_size) >= level
-            values = attrs.measure_batch(moved.astype(np.float32), level)[:, col]
-            change = values - start_values[:, col]
+            moved = pipe.generate(z + sign * strength * v, batch_size)
+            change = attrs.measure_batch(moved, level)[:, col] - start_values[:, col]
             ok = np.isfinite(change)
             base = np.nanmean(np.abs(start_values[ok, col])) if ok.any() else float("nan")
-            inter = (start & moved).sum((1, 2, 3))
-            union = np.maximum((start | moved).sum((1, 2, 3)), 1)
-            iou = inter / union
+            iou = chair_ious(start, moved >= level)
             mean_change = float(change[ok].mean()) if ok.any() else float("nan")
             row[key] = {"change": mean_change,
                         "change_percent": float(100 * mean_change / base) if base > 0 else float("nan"),

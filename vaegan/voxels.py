@@ -36,6 +36,7 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "SOURCES",
     "check_grid",
+    "chair_ious",
     "fit_to_frame",
     "load_voxels",
     "modelnet_to_frame",
@@ -57,6 +58,11 @@ MAT_KEYS = ("instance", "grid")  # ModelNet / 3D ShapeNets, IKEA
 MAX_BINVOX_DIM = 1024
 MAX_VOX_DIM = 256  # MagicaVoxel stores coordinates as bytes
 _FLOAT_TOL = 1e-4  # float error tolerated outside [0, 1] before clipping
+
+
+def chair_ious(made: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """IoU of each pair of bool grids (n, R, R, R) -> float (n,); an empty pair counts 0."""
+    return (made & truth).sum((1, 2, 3)) / np.maximum((made | truth).sum((1, 2, 3)), 1)
 
 
 # --------------------------------------------------------------------------- validation
