@@ -36,7 +36,8 @@ from vaegan.errors import EmptyShapeError
 from vaegan.session_files import SessionFiles
 
 VIEWS = ("Mesh", "Voxels")
-SOURCES = ("Seed", "Gallery pick", "Photo", "Current chair")
+SOURCES = ("Seed", "Gallery pick", "Photo candidate", "Photo", "Current chair")
+PHOTO_CANDIDATES = 4  # chairs offered for a photo: its own code, then the most similar training chairs
 N_DIRECTIONS = 5  # Explore sliders of principal directions (a checkpoint without named ones)
 MAX_NAMED = 8  # Explore sliders of named directions; Studio.explore takes dir1..dir8
 SLIDER_RANGE = 3.0  # directions are unit vectors; prior samples have std 1 along each
@@ -290,7 +291,7 @@ class Studio:
             raise ChairSelectionError("there is no chair yet: sample one, upload a photo or load a latent first")
         return chair
 
-    def _operand(self, name, source, seed, index, photo, batch, chair, truncation) -> tuple[np.ndarray, str]:
+    def _operand(self, name, source, seed, index, photo, batch, candidates, chair, truncation) -> tuple[np.ndarray, str]:
         if source == "Seed":
             seed_value = _number(seed, f"{name} seed", 0, MAX_SEED, integer=True)
             return self._prior(seed_value, truncation)[0], f"{name}: seed {seed_value}"
@@ -300,6 +301,12 @@ class Studio:
                 raise ChairSelectionError(f"{name}: sample a gallery on the Sample tab first")
             i = _number(index, f"{name} gallery #", 1, len(zs), integer=True)
             return self._latent(zs[i - 1]), f"{name}: gallery #{i}"
+        if source == "Photo candidate":
+            zs = (candidates or {}).get("z") or []
+            if not zs:
+                raise ChairSelectionError(f"{name}: make a chair from a photo on the Photo tab first")
+            i = _number(index, f"{name} candidate #", 1, len(zs), integer=True)
+            return self._latent(zs[i - 1]), f"{name}: photo candidate #{i}"
         if source == "Photo":
             try:
                 return self._encode(photo)[0], f"{name}: photo"
@@ -375,20 +382,27 @@ class Studio:
 
     @friendly
     def photo(self, request: gr.Request, image, level, smooth, view):
-        z, seen = self._encode(image)
-        chair = {"z": z.tolist(), "base": z.tolist(), "label": "from photo"}
-        with self.output(request, "photo") as folder:  # a session file, not one in Gradio's cache
+        """A photo -> its candidate chairs as thumbnails (best first), the first opened."""
+        _, seen = self.pipe.preprocess(_image_input(image))  # ImageError for bad files
+        k = min(PHOTO_CANDIDATES, 1 + self.pipe.encoder.config.e_gallery) if self.pipe.encoder is not None else 1
+        zs = np.asarray(self.pipe.candidates(seen, k=k), dtype=np.float32)  # (k, z_dim), the photo's own code first
+        captions = ["from photo"] + [f"alternative {i}" for i in range(1, k)]
+        with self.output(request, "photo") as folder:  # session files, not ones in Gradio's cache
             seen_path = folder / "seen.png"
             seen.save(seen_path, compress_level=1)
-        return (str(seen_path), *self._present(chair, level, smooth, view, request), *self._zeros())
+            thumbs, vox = self._thumbnails(zs, captions, level, smooth, folder)
+        candidates = {"z": zs.tolist(), "labels": [f"photo: {c}" for c in captions]}
+        chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": "from photo"}
+        return (str(seen_path), thumbs, candidates, 1,
+                *self._present(chair, level, smooth, view, request, vox[0]), *self._zeros())
 
     @friendly
-    def arithmetic(self, request: gr.Request, batch, chair, truncation, level, smooth, view,
+    def arithmetic(self, request: gr.Request, batch, candidates, chair, truncation, level, smooth, view,
                    a_source, a_seed, a_index, a_photo, b_source, b_seed, b_index, b_photo,
                    c_source, c_seed, c_index, c_photo):
         specs = (("A", a_source, a_seed, a_index, a_photo), ("B", b_source, b_seed, b_index, b_photo),
                  ("C", c_source, c_seed, c_index, c_photo))
-        operands = [self._operand(*spec, batch, chair, truncation) for spec in specs]
+        operands = [self._operand(*spec, batch, candidates, chair, truncation) for spec in specs]
         result = latents.arithmetic(*(z for z, _ in operands))
         zs = np.stack([z for z, _ in operands] + [result])
         captions = [label for _, label in operands] + ["A − B + C"]
@@ -398,10 +412,10 @@ class Studio:
         return (thumbs, *self._present(new, level, smooth, view, request, vox[3]), *self._zeros())
 
     @friendly
-    def interpolate(self, request: gr.Request, batch, chair, truncation, steps, method, level, smooth,
+    def interpolate(self, request: gr.Request, batch, candidates, chair, truncation, steps, method, level, smooth,
                     a_source, a_seed, a_index, a_photo, b_source, b_seed, b_index, b_photo):
         steps = _number(steps, "steps", 2, 16, integer=True)
-        (za, la), (zb, lb) = (self._operand(*spec, batch, chair, truncation) for spec in
+        (za, la), (zb, lb) = (self._operand(*spec, batch, candidates, chair, truncation) for spec in
                               (("start", a_source, a_seed, a_index, a_photo), ("end", b_source, b_seed, b_index, b_photo)))
         zs = latents.interpolate(za, zb, steps, method)
         captions = [f"{i + 1}/{steps}" for i in range(steps)]
@@ -508,7 +522,7 @@ class Studio:
 
     @staticmethod
     def operand_visibility(source):
-        return (gr.update(visible=source == "Seed"), gr.update(visible=source == "Gallery pick"),
+        return (gr.update(visible=source == "Seed"), gr.update(visible=source in ("Gallery pick", "Photo candidate")),
                 gr.update(visible=source == "Photo"))
 
 
@@ -518,8 +532,8 @@ def _operand_inputs(name: str, default_source: str, default_seed: int):
         source = gr.Radio(list(SOURCES), value=default_source, label=name)
         seed = gr.Number(default_seed, precision=0, minimum=0, maximum=MAX_SEED, label=f"{name} seed",
                          visible=default_source == "Seed")
-        index = gr.Number(1, precision=0, minimum=1, maximum=MAX_SAMPLES, label=f"{name} gallery #",
-                          visible=default_source == "Gallery pick")
+        index = gr.Number(1, precision=0, minimum=1, maximum=MAX_SAMPLES, label=f"{name} gallery / candidate #",
+                          visible=default_source in ("Gallery pick", "Photo candidate"))
         photo = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label=f"{name} photo",
                          visible=default_source == "Photo", height=160)
     source.change(Studio.operand_visibility, source, [seed, index, photo], queue=False,
@@ -541,6 +555,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         chair = gr.State(None)  # {"z": [...], "base": [...], "label": str}: the current chair
         batch = gr.State(None)  # the sample gallery's latents
         strip_batch = gr.State(None)  # the interpolation strip's latents
+        photo_batch = gr.State(None)  # the photo's candidate latents, best first
         model_events = dict(concurrency_id="model", concurrency_limit=concurrency)
 
         gr.Markdown("# Chair Studio\nA 3D-VAE-GAN (Wu et al. 2016) that dreams up chairs. "
@@ -579,19 +594,25 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                         elif notice:
                             gr.Markdown("The encoder is untrained, so the chair will not resemble the photo yet.")
                         else:
-                            gr.Markdown("The chair decoded from the photo's latent code. Expect the right kind of "
-                                        "chair rather than a copy: on held-out renders it overlaps the true chair "
-                                        "with IoU 0.29 on average (the model card has the figures).")
+                            gr.Markdown("The chair the encoder reads from the photo opens in the viewer; the other "
+                                        "thumbnails are training chairs that look most like it. Click one to open "
+                                        "it; each can be edited with the sliders or used in A − B + C and "
+                                        "Interpolate (source \"Photo candidate\"). The model card says how close "
+                                        "the chairs come.")
                         with gr.Row():
                             photo_in = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
                                                 label="Photo", height=240, elem_id="photo-in")
                             photo_seen = gr.Image(label="What the encoder sees", interactive=False, height=240)
                         photo_btn = gr.Button("Make chair", variant="primary")
+                        photo_gallery = gr.Gallery(label="Candidates (click one to open it)", columns=4, height=200,
+                                                   allow_preview=False, object_fit="contain",
+                                                   elem_id="photo-candidates", elem_classes="thumbs")
+                        photo_picked = gr.Number(1, precision=0, visible=False)
                         if examples:
-                            gr.Examples(examples, inputs=photo_in, label="Example photos (rendered by this project)")
+                            gr.Examples(examples, inputs=photo_in, label="Example photos")
                     with gr.Tab("A − B + C", id="arithmetic"):
                         gr.Markdown("Latent arithmetic: the chair at A − B + C. Each operand is a seed, a pick from "
-                                    "the Sample gallery, a photo or the current chair.")
+                                    "the Sample gallery, a photo's candidate, a photo or the current chair.")
                         with gr.Row():
                             ops = [_operand_inputs(name, "Seed", s) for name, s in (("A", 1), ("B", 2), ("C", 3))]
                         arith_btn = gr.Button("Compute A − B + C", variant="primary")
@@ -671,12 +692,17 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         reset_btn.click(studio.reset, [chair, level, smooth, view], [*sliders, *shown], api_name="reset", **fast)
         gr.on([level.release, smooth.release, view.input], studio.rerender, [chair, level, smooth, view],
               [model3d, plot, info], api_name="render", **fast)
-        photo_btn.click(studio.photo, [photo_in, level, smooth, view], [photo_seen, *shown, *sliders],
+        photo_btn.click(studio.photo, [photo_in, level, smooth, view],
+                        [photo_seen, photo_gallery, photo_batch, photo_picked, *shown, *sliders],
                         api_name="photo", preprocess=False, **model_events)
+        photo_gallery.select(studio.selected_index, None, photo_picked, api_name="select_candidate", queue=False,
+                             show_progress="hidden", api_visibility="private").success(
+            studio.pick, [photo_picked, photo_batch, level, smooth, view], [*shown, *sliders],
+            api_name="pick_candidate", **fast)
         op_inputs = [x for op in ops for x in op]
-        arith_btn.click(studio.arithmetic, [batch, chair, truncation, level, smooth, view, *op_inputs],
+        arith_btn.click(studio.arithmetic, [batch, photo_batch, chair, truncation, level, smooth, view, *op_inputs],
                         [arith_gallery, *shown, *sliders], api_name="arithmetic", preprocess=False, **model_events)
-        interp_btn.click(studio.interpolate, [batch, chair, truncation, steps, method, level, smooth,
+        interp_btn.click(studio.interpolate, [batch, photo_batch, chair, truncation, steps, method, level, smooth,
                                               *[x for op in ends for x in op]],
                          [strip, gif, strip_batch], api_name="interpolate", preprocess=False, **model_events)
         strip.select(studio.selected_index, None, strip_picked, api_name="select_step", queue=False,

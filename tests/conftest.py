@@ -16,9 +16,10 @@ SHIPPED = Path(os.environ.get("CHAIR_STUDIO_CHECKPOINT")
 
 
 def tiny_config(resolution: int = 16, **overrides) -> ModelConfig:
-    """A model small enough for a unit test: 16^3 grids, a few channels, 32 px photos."""
+    """A model small enough for a unit test: 16^3 grids, a few channels, 32 px photos, a quarter-width
+    photo backbone."""
     widths = {8: (8,), 16: (8, 4), 32: (8, 4, 4)}[resolution]
-    values = dict(resolution=resolution, z_dim=8, g_widths=widths, image_size=32, e_widths=(4, 8, 8))
+    values = dict(resolution=resolution, z_dim=8, g_widths=widths, image_size=32, e_width=0.25)
     values.update(overrides)
     return ModelConfig(**values)
 

@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 import gradio as gr
+import torch
 import numpy as np
 import pytest
 import trimesh
@@ -23,7 +24,7 @@ from vaegan import ChairPipeline, meshing, voxels
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
-PUBLIC_ENDPOINTS = {"/random_seed", "/sample", "/pick", "/explore", "/reset", "/render", "/photo",
+PUBLIC_ENDPOINTS = {"/random_seed", "/sample", "/pick", "/explore", "/reset", "/render", "/photo", "/pick_candidate",
                     "/arithmetic", "/interpolate", "/pick_step", "/export", "/load_latent", "/realism",
                     "/nearest", "/load_voxels", "/atlas_plot", "/atlas_open"}
 LEVEL, SMOOTH = 0.5, 0.0
@@ -32,6 +33,16 @@ LEVEL, SMOOTH = 0.5, 0.0
 @pytest.fixture
 def studio(tiny_pipe, tmp_path):
     return app.Studio(tiny_pipe, workdir=tmp_path / "sessions")
+
+
+@pytest.fixture
+def gallery_studio(tmp_path):
+    """A studio whose photo encoder stores a gallery of 5 chairs, so a photo has 4 candidates."""
+    pipe = ChairPipeline.from_config(tiny_config(e_gallery=5), seed=0)
+    with torch.no_grad():
+        pipe.encoder.gallery_codes.copy_(pipe.sample_latents(5, seed=9))
+        pipe.encoder.gallery_embeddings.copy_(torch.randn(5, pipe.encoder.gallery_embeddings.shape[1]))
+    return app.Studio(pipe, workdir=tmp_path / "sessions"), pipe
 
 
 @pytest.fixture
@@ -191,14 +202,44 @@ def test_sample_rejects_bad_numbers(studio):
 # ------------------------------------------------------------------ photo
 def test_photo_accepts_paths_filedata_and_data_urls(studio, tiny_pipe, tmp_path):
     path = photo_file(tmp_path)
-    seen, chair, glb, plot, info, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    seen, thumbs, candidates, picked, chair, glb, plot, info, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
     with Image.open(seen) as picture:  # a session file, as every other output
         assert picture.size == (tiny_pipe.config.image_size,) * 2
     np.testing.assert_allclose(chair["z"], np.asarray(tiny_pipe.encode(path))[0], rtol=1e-5, atol=1e-6)
-    same = studio.photo(None, {"path": path, "orig_name": "chair.png"}, LEVEL, SMOOTH, "Mesh")[1]
+    assert len(thumbs) == 1 and picked == 1  # no gallery stored: the photo's own chair only
+    same = studio.photo(None, {"path": path, "orig_name": "chair.png"}, LEVEL, SMOOTH, "Mesh")[4]
     data_url = "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
-    also = studio.photo(None, {"url": data_url, "path": None}, LEVEL, SMOOTH, "Mesh")[1]
+    also = studio.photo(None, {"url": data_url, "path": None}, LEVEL, SMOOTH, "Mesh")[4]
     assert same["z"] == chair["z"] == also["z"]
+
+
+def test_photo_candidates_open_edit_and_serve_as_operands(gallery_studio, tmp_path):
+    """A photo gives PHOTO_CANDIDATES thumbnails, best (the photo's own code) first and opened;
+    picking another opens it, the sliders edit it, and it is an arithmetic operand."""
+    studio, pipe = gallery_studio
+    path = photo_file(tmp_path)
+    seen, thumbs, candidates, picked, chair, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    expected = np.asarray(pipe.candidates(path, k=app.PHOTO_CANDIDATES))
+    assert len(thumbs) == app.PHOTO_CANDIDATES and all(Path(t).is_file() for t, _ in thumbs)
+    assert [c for _, c in thumbs] == ["from photo", "alternative 1", "alternative 2", "alternative 3"]
+    np.testing.assert_allclose(candidates["z"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(chair["z"], expected[0], rtol=1e-5, atol=1e-6)
+    third, glb, plot, info, *zeros = studio.pick(None, 3, candidates, LEVEL, SMOOTH, "Mesh")
+    np.testing.assert_allclose(third["z"], expected[2], rtol=1e-5, atol=1e-6)
+    assert "alternative 2" in info and Path(glb).is_file() and zeros == [0.0] * len(studio.directions)
+    edited = studio.explore(None, third, LEVEL, SMOOTH, "Mesh", 1.0)[0]
+    assert edited["base"] == third["z"] and edited["z"] != third["z"]
+    thumbs, new, *_ = studio.arithmetic(None, None, candidates, chair, 0.8, LEVEL, SMOOTH, "Mesh",
+                                        *ops(a=("Photo candidate", 0, 2, None), b=("Photo candidate", 0, 1, None),
+                                             c=("Seed", 3, 1, None)))
+    c = np.asarray(pipe.sample_latents(1, seed=3, truncation=0.8))[0]
+    np.testing.assert_allclose(new["z"], expected[1] - expected[0] + c, rtol=1e-5, atol=1e-5)
+    assert [cap for _, cap in thumbs][:2] == ["A: photo candidate #2", "B: photo candidate #1"]
+    with pytest.raises(gr.Error, match="make a chair from a photo"):
+        studio.arithmetic(None, None, None, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops(a=("Photo candidate", 0, 1, None)))
+    with pytest.raises(gr.Error, match="candidate #"):
+        studio.interpolate(None, None, candidates, None, 0.8, 3, "slerp", LEVEL, SMOOTH,
+                           "Photo candidate", 0, 5, None, "Seed", 1, 1, None)
 
 
 def _huge_png(tmp_path, side: int = 20000) -> str:
@@ -243,12 +284,12 @@ def test_photo_without_encoder_says_so(tmp_path):
 def test_arithmetic_of_seeds_gallery_and_photo(sampled, tiny_pipe, tmp_path):
     studio, out = sampled
     batch, chair = out[1], out[3]
-    thumbs, new, glb, plot, info, *_ = studio.arithmetic(None, batch, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops())
+    thumbs, new, glb, plot, info, *_ = studio.arithmetic(None, batch, None, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops())
     a, b, c = (np.asarray(tiny_pipe.sample_latents(1, seed=s, truncation=0.8))[0] for s in (1, 2, 3))
     np.testing.assert_allclose(new["z"], a - b + c, rtol=1e-5, atol=1e-6)
     assert [cap for _, cap in thumbs] == ["A: seed 1", "B: seed 2", "C: seed 3", "A − B + C"]
     photo = photo_file(tmp_path)
-    thumbs, new, *_ = studio.arithmetic(None, batch, chair, 0.8, LEVEL, SMOOTH, "Mesh",
+    thumbs, new, *_ = studio.arithmetic(None, batch, None, chair, 0.8, LEVEL, SMOOTH, "Mesh",
                                         *ops(a=("Gallery pick", 1, 2, None), b=("Photo", 0, 1, photo),
                                              c=("Current chair", 0, 1, None)))
     expected = np.asarray(batch["z"][1]) - np.asarray(tiny_pipe.encode(photo))[0] + np.asarray(chair["z"])
@@ -264,23 +305,23 @@ def test_arithmetic_names_the_bad_operand(sampled):
              (ops(a=("Mystery", 1, 1, None)), "A: source must be")]
     for args, reason in cases:
         with pytest.raises(gr.Error, match=reason):
-            studio.arithmetic(None, batch, chair, 0.8, LEVEL, SMOOTH, "Mesh", *args)
+            studio.arithmetic(None, batch, None, chair, 0.8, LEVEL, SMOOTH, "Mesh", *args)
     with pytest.raises(gr.Error, match="sample a gallery"):
-        studio.arithmetic(None, None, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops(a=("Gallery pick", 0, 1, None)))
+        studio.arithmetic(None, None, None, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops(a=("Gallery pick", 0, 1, None)))
 
 
 def test_interpolate_strip_gif_and_pick_step(studio):
     args = ("Seed", 4, 1, None, "Seed", 5, 1, None)
-    thumbs, gif, strip = studio.interpolate(None, None, None, 0.8, 4, "slerp", LEVEL, SMOOTH, *args)
+    thumbs, gif, strip = studio.interpolate(None, None, None, None, 0.8, 4, "slerp", LEVEL, SMOOTH, *args)
     assert len(thumbs) == 4 and len(strip["z"]) == 4
     with Image.open(gif) as im:
         assert im.format == "GIF" and im.n_frames == 6  # 4 forward + 2 back (ping-pong)
     chair = studio.pick(None, 4, strip, LEVEL, SMOOTH, "Mesh")[0]
     np.testing.assert_allclose(chair["z"], strip["z"][3])
     with pytest.raises(gr.Error, match="steps"):
-        studio.interpolate(None, None, None, 0.8, 40, "slerp", LEVEL, SMOOTH, *args)
+        studio.interpolate(None, None, None, None, 0.8, 40, "slerp", LEVEL, SMOOTH, *args)
     with pytest.raises(gr.Error, match="unknown interpolation"):
-        studio.interpolate(None, None, None, 0.8, 4, "cubic", LEVEL, SMOOTH, *args)
+        studio.interpolate(None, None, None, None, 0.8, 4, "cubic", LEVEL, SMOOTH, *args)
 
 
 # ------------------------------------------------------------------ share
@@ -415,8 +456,9 @@ def test_every_endpoint_through_gradio_client(client, tmp_path):
     glb, plot, info = client.predict(LEVEL, SMOOTH, "Voxels", api_name="/render")
     assert json.loads(plot["plot"])["data"][0]["name"] == "voxels"
     photo = str(EXAMPLES[0]) if EXAMPLES else photo_file(tmp_path)
-    seen, glb, plot, info, *_ = client.predict(handle_file(photo), LEVEL, SMOOTH, "Mesh", api_name="/photo")
-    assert Path(seen).is_file() and "from photo" in info
+    seen, thumbs, picked, glb, plot, info, *_ = client.predict(handle_file(photo), LEVEL, SMOOTH, "Mesh",
+                                                               api_name="/photo")
+    assert Path(seen).is_file() and "from photo" in info and len(thumbs) >= 1 and picked == 1
     gallery4, glb, plot, info, *_ = client.predict(0.8, LEVEL, SMOOTH, "Mesh", "Seed", 1, 1, None,
                                                    "Gallery pick", 0, 2, None, "Photo", 0, 1, handle_file(photo),
                                                    api_name="/arithmetic")

@@ -159,7 +159,7 @@ def test_wrong_resolution_or_missing_discriminator_is_a_clear_error(tmp_path, ca
 def test_64_checkpoint_loads_the_data_at_64(tmp_path):
     """A 64^3 D sees each ModelNet voxel as a 2^3 block; default blocks are its last three."""
     npz = make_npz(tmp_path / "tiny.npz", n_train=4, n_test=2)
-    cfg = ModelConfig(resolution=64, z_dim=8, g_widths=(4, 4, 4, 4), image_size=32, e_widths=(4, 8, 8))
+    cfg = ModelConfig(resolution=64, z_dim=8, g_widths=(4, 4, 4, 4), image_size=32, e_width=0.25)
     torch.manual_seed(0)
     ChairPipeline(Generator(cfg), Discriminator(cfg)).save_pretrained(tmp_path / "r64")
     out = tmp_path / "out"

@@ -155,7 +155,7 @@ def test_eval_photo_on_the_ikea_photos(data_dir, tiny_checkpoint, tmp_path, caps
 
 
 def test_eval_photo_reports_held_out_renders(data_dir, tiny_checkpoint, tmp_path, capsys):
-    from test_train_vaegan import make_chairs
+    from test_photo_encoder import make_chairs
 
     data = make_chairs(tmp_path / "boxes", n=4)
     renders = photo_data.build(photo_data.PhotoSetConfig(data=str(data), out=str(tmp_path / "photos"), image_size=32,
@@ -240,7 +240,7 @@ def test_spread_table_reads_iou_at_each_level(tiny_checkpoint, tmp_path):
     (s = 0: G(mu) itself), so a level picked from its table is the one eval-photo --threshold uses."""
     import torch
 
-    from test_train_vaegan import make_chairs
+    from test_photo_encoder import make_chairs
     from train.photo_spread import LEVELS, spread_table
 
     data = make_chairs(tmp_path / "boxes", n=4)

@@ -39,66 +39,88 @@ def test_contract_types_and_shapes(tiny_pipe):
     assert pipe.realism(vox).shape == (3,)
 
 
-def test_predictive_occupancy_of_reconstruct(tmp_path, monkeypatch):
-    """e_predictive_std = 0 is G(mu); > 0 averages G over seeded draws around mu (on the
-    e_mu_radius shell when set), stays in [0, 1], is reproducible, survives save/load, and is
-    what reconstruct returns."""
-    plain = ChairPipeline.from_config(tiny_config(), seed=0)
-    image = Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))
-    mu = plain.encode(image)
-    assert np.array_equal(plain.predictive(mu), plain.generate(mu))
-    assert np.array_equal(plain.reconstruct(image), plain.generate(mu)[0])
+def _photo():
+    return Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))
 
-    pipe = ChairPipeline.from_config(tiny_config(e_mu_radius=2.0, e_predictive_std=0.7), seed=0)
-    mu = pipe.encode(image)
-    assert torch.allclose(mu.norm(dim=1), torch.tensor([2.0]))
-    avg = pipe.predictive(mu, samples=5)
-    assert avg.dtype == np.float32 and avg.shape == (1, 16, 16, 16) and 0 <= avg.min() and avg.max() <= 1
-    assert np.array_equal(avg, pipe.predictive(mu, samples=5))
-    eps = torch.randn((5,) + tuple(mu.shape), generator=torch.Generator().manual_seed(0))  # (draws, 1, z_dim)
-    draws = [mu + 0.7 * e for e in eps]
-    expected = np.mean([pipe.generate(z * (2.0 / z.norm(dim=1, keepdim=True))) for z in draws], axis=0)
-    assert np.allclose(avg, expected, atol=1e-6)
-    assert not np.allclose(avg, pipe.generate(mu), atol=1e-4)
-    two = torch.cat([mu, -mu])
-    batched = pipe.predictive(two, samples=7)
-    monkeypatch.setattr("vaegan.pipeline.DRAW_BATCH", 1)  # one grid per generator call: same draws, same sums
-    assert np.allclose(pipe.predictive(two, samples=7), batched, atol=1e-6)
-    assert np.array_equal(pipe.reconstruct(image), pipe.predictive(mu)[0])
+
+def test_reconstruct_is_the_shown_chair_made_soft(tmp_path):
+    """reconstruct = sigmoid(G's logits / e_temperature) at encode(photo): its 0.5 level is
+    exactly generate(encode(photo)) >= 0.5, the chair the app shows, for any temperature."""
+    pipe = ChairPipeline.from_config(tiny_config(e_mu_radius=2.0, e_temperature=8.0), seed=0)
+    torch.nn.init.normal_(pipe.encoder.head.bias)  # an untrained backbone's features are ~0
+    image = _photo()
+    z = pipe.encode(image)
+    assert torch.allclose(z.norm(dim=1), torch.tensor([2.0]))
+    shown = pipe.generate(z)[0]
+    soft = pipe.reconstruct(image)
+    assert soft.dtype == np.float32 and soft.shape == (16, 16, 16)
+    with torch.no_grad():
+        logits = pipe.generator.logits(z)[0, 0]
+        expected = torch.sigmoid(logits / 8.0).numpy()
+    # (An untrained G's logits are ~0; where float32 rounds both sigmoids to 0.5 no cut is defined.)
+    clear = np.abs(logits.numpy()) > 1e-4
+    assert clear.mean() > 0.5 and np.array_equal((soft >= 0.5)[clear], (shown >= 0.5)[clear])
+    assert np.allclose(soft, expected, atol=1e-6)
+    assert np.array_equal(pipe.soft_occupancy(z, temperature=1.0)[0], shown)
     pipe.save_pretrained(tmp_path / "p")
     again = ChairPipeline.from_pretrained(tmp_path / "p")
-    assert again.encoder.config.e_predictive_std == 0.7
-    assert np.array_equal(again.reconstruct(image), pipe.reconstruct(image))
-    with pytest.raises(ValueError, match="std must be"):
-        pipe.predictive(mu, std=-1.0)
+    assert again.encoder.config.e_temperature == 8.0
+    assert np.array_equal(again.reconstruct(image), soft)
+    with pytest.raises(ValueError, match="temperature"):
+        pipe.soft_occupancy(z, temperature=0.0)
+    with pytest.raises(ImageError, match="one image"):
+        pipe.reconstruct([image, image])
 
 
-def test_bank_encoder_mixture_is_what_reconstruct_returns(tmp_path):
-    """A bank encoder (e_bank_size > 0): encode gives the most probable bank code, reconstruct
-    the mixture of G over the e_bank_top most probable codes with renormalised weights; the
-    bank survives save/load."""
-    pipe = ChairPipeline.from_config(tiny_config(e_bank_size=6, e_bank_top=3), seed=0)
-    pipe.encoder.bank.copy_(pipe.sample_latents(6, seed=1))
-    image = Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8))
+def test_candidates_are_the_photo_code_then_the_nearest_gallery_chairs(tmp_path):
+    """candidates(photo, k): (k, z_dim) float32, encode(photo) first, then the gallery chairs in
+    order of cosine similarity of their stored embedding to the photo's; the gallery survives
+    save/load; k outside 1-16 or beyond the gallery is a ValueError."""
+    pipe = ChairPipeline.from_config(tiny_config(e_gallery=6), seed=0)
+    encoder = pipe.encoder
+    image = _photo()
     picture = pipe.preprocess(image)[0][None]
     with torch.no_grad():
-        p = pipe.encoder.bank_logits(picture).softmax(1)[0]  # (6,)
-    top = p.topk(3)
-    assert torch.equal(pipe.encode(image)[0], pipe.encoder.bank[top.indices[0]])
-    expected = sum(float(w) / float(top.values.sum()) * pipe.generate(pipe.encoder.bank[i])[0]
-                   for w, i in zip(top.values, top.indices))
-    rec = pipe.reconstruct(image)
-    assert rec.dtype == np.float32 and rec.shape == (16, 16, 16) and np.allclose(rec, expected, atol=1e-6)
-    mode, occupancy = pipe.photo_predictive(torch.cat([picture, picture]))
-    assert mode.shape == (2, 8) and occupancy.shape == (2, 16, 16, 16) and np.allclose(occupancy[1], rec, atol=1e-6)
+        h = torch.nn.functional.normalize(encoder.embed(picture), dim=1)[0]  # (F,)
+        # Gallery embeddings with known similarities to the photo: 0.9, 0.1, 0.5, -0.3, 0.7, 0.0.
+        other = torch.nn.functional.normalize(torch.randn_like(h) - (torch.randn_like(h) @ h) * h, dim=0)
+        other = torch.nn.functional.normalize(other - (other @ h) * h, dim=0)
+        sims = torch.tensor([0.9, 0.1, 0.5, -0.3, 0.7, 0.0])
+        encoder.gallery_embeddings.copy_(sims[:, None] * h + (1 - sims[:, None] ** 2).sqrt() * other)
+        encoder.gallery_codes.copy_(pipe.sample_latents(6, seed=3))
+    z = pipe.candidates(image, k=4)
+    assert z.dtype == torch.float32 and z.shape == (4, pipe.z_dim)
+    assert torch.equal(z[0], pipe.encode(image)[0])
+    assert torch.equal(z[1:], encoder.gallery_codes[[0, 4, 2]])  # similarity 0.9, 0.7, 0.5
+    assert torch.equal(pipe.candidates(image, k=1), pipe.encode(image))
     pipe.save_pretrained(tmp_path / "p")
     again = ChairPipeline.from_pretrained(tmp_path / "p")
-    assert torch.equal(again.encoder.bank, pipe.encoder.bank)
-    assert np.array_equal(again.reconstruct(image), rec)
-    with pytest.raises(ValueError, match="Gaussian posterior"):
-        ChairPipeline.from_config(tiny_config(), seed=0).encoder.bank_logits(picture)
-    with pytest.raises(ValueError, match="e_bank_size"):
-        tiny_config(e_bank_size=-1)
+    assert torch.equal(again.candidates(image, k=4), z)
+    for bad in (0, 17, -1, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="k must be an integer from 1 to 16"):
+            pipe.candidates(image, k=bad)
+    with pytest.raises(ValueError, match="needs 7 stored gallery chairs"):
+        pipe.candidates(image, k=8)
+    with pytest.raises(ImageError):
+        pipe.candidates([image, image])
+
+
+def test_loading_a_checkpoint_reads_no_pickle(tmp_path, monkeypatch):
+    """Every component, the photo encoder's backbone and gallery included, loads from safetensors."""
+    import pickle
+
+    pipe = ChairPipeline.from_config(tiny_config(e_gallery=3), seed=0)
+    pipe.save_pretrained(tmp_path / "p")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was read")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    again = ChairPipeline.from_pretrained(tmp_path / "p")
+    assert torch.equal(again.encoder.gallery_codes, pipe.encoder.gallery_codes)
+    assert all(p.suffix != ".pt" and p.suffix != ".bin" for p in (tmp_path / "p").rglob("*") if p.is_file())
 
 
 def test_same_seed_is_bit_identical(tiny_pipe):

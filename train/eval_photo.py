@@ -13,14 +13,14 @@ photo, the mean occupancy of the ModelNet training chairs (pose _1). On held-out
 (the ModelNet *test* chairs, never trained on nor used for checkpoint selection) the same
 figures are computed at our 32^3 resolution.
 
-Calibration. The GAN's generator ends in very large logits (shipped 32^3 model: median
-|logit| 44, 1% above 254), so the float32 sigmoid of `pipe.generate` is exactly 0 or 1 almost
-everywhere and AP degenerates to that of a binary mask (about precision x recall), while the
-mean chair ranks voxels smoothly. The logits still rank voxels, so the report adds AP of
-sigmoid(logits / T), one temperature T fitted by likelihood (`fit_temperature`) on training
-renders of the run's held-out val chairs (`calibration_set`): never on IKEA photos or test
-renders. T leaves every 0.5-thresholded shape as it is. Both figures are printed, labelled
-"as shipped" and "T = ...".
+What is scored is what the user gets: the chair the app shows, `generate(encode(photo))`
+thresholded at 0.5 (its IoU), and `reconstruct(photo)`, sigmoid(G's logits / T) at the same
+code, whose 0.5 level is that chair and whose softer values rank the uncertain voxels (its
+AP; T = the encoder's `e_temperature`, chosen on renders of held-out training chairs by
+`train photo-encoder`). With `--k` > 1 the best IoU among the `candidates` is reported too,
+an oracle figure: how often one of the thumbnails the app offers is the better chair. The
+mean chair is scored at 0.5 and at its best level, chosen on the training run's held-out
+chairs (`mean_chair_level`), never on the photos.
 
 Frame mapping, IKEA 20^3 <-> ours 32^3 (worked out from the data; tests/test_eval_photo.py):
 
@@ -72,7 +72,6 @@ from sklearn.metrics import average_precision_score
 
 from vaegan import ChairPipeline
 from vaegan.errors import VoxelError
-from vaegan.pipeline import PREDICTIVE_SAMPLES
 from vaegan.voxels import fit_to_frame, read_mat
 
 log = logging.getLogger(__name__)
@@ -204,68 +203,29 @@ def occupancy_iou(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> f
 
 
 @torch.inference_mode()
-def predict(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32,
-            predictive: bool = True, samples: int = PREDICTIVE_SAMPLES) -> tuple[np.ndarray, np.ndarray | None]:
-    """float (N, 3, S, S) pictures in [0, 1] -> (the generator's logits (N, R, R, R) at the
-    encoder's posterior means (a bank encoder's modes), whose sigmoid is G(mu); the predictive
-    occupancy (N, R, R, R) that `pipe.reconstruct` returns (over `samples` draws), or None when
-    that is G(mu) itself (a Gaussian encoder without e_predictive_std), or when `predictive`
-    is False)."""
-    config = pipe._require_encoder().config
-    predictive = predictive and (config.e_predictive_std > 0 or config.e_bank_size > 0)
-    logits, shipped = [], []
+def predict(pipe: ChairPipeline, images: torch.Tensor, k: int = 1, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """float (N, 3, S, S) pictures in [0, 1] -> (what `pipe.reconstruct` returns for each,
+    sigmoid(G's logits / T) float32 (N, R, R, R), whose 0.5 level is the chair the app shows;
+    the shown chairs of the k candidates, bool (N, k, R, R, R), the first being that chair)."""
+    encoder = pipe._require_encoder()
+    soft, shown = [], []
     for chunk in images.split(batch_size):
-        if predictive:
-            mu, occupancy = pipe.photo_predictive(chunk, samples)
-            shipped.append(occupancy)
-        else:
-            mu, _ = pipe.encoder(chunk)
-        logits.append(pipe.generator.logits(mu)[:, 0].numpy())
-    return np.concatenate(logits).astype(np.float32), np.concatenate(shipped) if shipped else None
+        codes = encoder.candidates(chunk, k)  # (b, k, z_dim), the photo's own code first
+        soft.append(pipe.soft_occupancy(codes[:, 0]))
+        shown.append(pipe.generate(codes.reshape(-1, pipe.z_dim)).reshape((len(chunk), k) + soft[-1].shape[1:]) >= 0.5)
+    return np.concatenate(soft), np.concatenate(shown)
 
 
-def predict_logits(pipe: ChairPipeline, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
-    """The generator's logits (N, R, R, R) at the posterior means of pictures (N, 3, S, S)."""
-    return predict(pipe, images, batch_size, predictive=False)[0]
-
-
-def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """sigmoid(logits / T) in float32; T = 1 is exactly what `pipe.generate` returns."""
-    return torch.sigmoid(torch.from_numpy(np.asarray(logits, np.float32)) / float(temperature)).numpy()
-
-
-def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
-    """The T that maximises the likelihood of {0, 1} targets under sigmoid(logits / T)
-    (temperature scaling, Guo et al. 2017): one scalar, so the 0.5 level set, i.e. every
-    thresholded shape, is unchanged; only the ranking information of the logits survives
-    float32 rounding. BCE(s * l) is convex in s = 1/T; searched on [1e-4, 1]."""
-    from scipy.optimize import minimize_scalar
-
-    l = torch.from_numpy(np.asarray(logits, np.float32).ravel())
-    t = torch.from_numpy(np.asarray(targets, np.float32).ravel())
-
-    def nll(log_s: float) -> float:
-        return float(torch.nn.functional.binary_cross_entropy_with_logits(l * float(np.exp(log_s)), t))
-
-    best = minimize_scalar(nll, bounds=(np.log(1e-4), 0.0), method="bounded", options={"xatol": 1e-3})
-    return float(np.exp(-best.x))
-
-
-def _score_row(logits: np.ndarray, gt: np.ndarray, threshold: float, temperature: float,
-               to_grid=None, shipped: np.ndarray | None = None) -> dict:
-    """AP x100 / IoU as shipped (what reconstruct returns: the predictive occupancy `shipped`
-    when given, with G(mu) beside it as suffix _mu, else G(mu)) and, when T != 1, G(mu) with
-    its logits calibrated by T (suffix _cal)."""
+def _score_row(soft: np.ndarray, shown: np.ndarray, gt: np.ndarray, threshold: float, to_grid=None) -> dict:
+    """AP x100 of the soft occupancy, IoU of the shown chair (its 0.5 level) and of the soft
+    occupancy at `threshold`, the best IoU among the candidates, all in the ground truth's grid."""
     to_grid = to_grid or (lambda p: p)
-    ap, iou = score(to_grid(probabilities(logits)), gt, threshold)
+    ap, iou = score(to_grid(soft), gt, 0.5)
     row = {"ap": 100 * ap, "iou": iou}
-    if shipped is not None:
-        row = {"ap_mu": 100 * ap, "iou_mu": iou}
-        ap, iou = score(to_grid(shipped), gt, threshold)
-        row.update(ap=100 * ap, iou=iou)
-    if temperature != 1.0:
-        ap, iou = score(to_grid(probabilities(logits, temperature)), gt, threshold)
-        row.update(ap_cal=100 * ap, iou_cal=iou)
+    if threshold != 0.5:
+        row["iou_threshold"] = occupancy_iou(to_grid(soft), gt, threshold)
+    if len(shown) > 1:
+        row["iou_best_candidate"] = max(occupancy_iou(to_grid(c.astype(np.float32)), gt) for c in shown)
     return row
 
 
@@ -275,21 +235,20 @@ def ikea_pictures(pipe: ChairPipeline, items: list[IkeaItem]) -> torch.Tensor:
 
 
 def evaluate_ikea(pipe: ChairPipeline, items: list[IkeaItem], mean: np.ndarray, threshold: float = 0.5,
-                  temperature: float = 1.0, samples: int = PREDICTIVE_SAMPLES, mean_level: float | None = None) -> dict:
+                  mean_level: float | None = None, k: int = 1) -> dict:
     """Per-photo and mean AP (x100) / IoU of the pipeline and of the mean chair, at 20^3
     (the mean chair's IoU also at its own `mean_level` when given: mean_chair_iou_level)."""
-    logits, shipped = predict(pipe, ikea_pictures(pipe, items), samples=samples)
+    soft, shown = predict(pipe, ikea_pictures(pipe, items), k)
     base = frame_to_ikea(mean)
     rows = []
-    for i, (item, lg) in enumerate(zip(items, logits)):
-        bap, biou = score(base, item.gt, threshold)
+    for item, sp, sh in zip(items, soft, shown):
+        bap, biou = score(base, item.gt, 0.5)
         rows.append({"image": item.image.name, "voxel_id": item.voxel_id, "model": item.model, "yaw": item.yaw,
-                     **_score_row(lg, item.gt, threshold, temperature, frame_to_ikea,
-                                  None if shipped is None else shipped[i]),
+                     **_score_row(sp, sh, item.gt, threshold, frame_to_ikea),
                      "mean_chair_ap": 100 * bap, "mean_chair_iou": biou,
                      **_mean_at_level(base, item.gt, mean_level)})
     models = sorted({r["model"] for r in rows})
-    return {"n": len(rows), "threshold": threshold, "temperature": temperature, "mean_level": mean_level,
+    return {"n": len(rows), "threshold": threshold, "mean_level": mean_level, "k": k,
             **_means(rows), "rows": rows, "by_model": {m: _means([r for r in rows if r["model"] == m]) for m in models}}
 
 
@@ -313,8 +272,8 @@ def _check_renders(pipe: ChairPipeline, photos) -> None:
 
 
 def evaluate_renders(pipe: ChairPipeline, photos, mean: np.ndarray | None, threshold: float = 0.5,
-                     limit: int = 0, indices: np.ndarray | None = None, temperature: float = 1.0,
-                     samples: int = PREDICTIVE_SAMPLES, mean_level: float | None = None) -> dict:
+                     limit: int = 0, indices: np.ndarray | None = None, mean_level: float | None = None,
+                     k: int = 1) -> dict:
     """AP (x100) / IoU at our resolution on rendered photos (a train.photos.PhotoSet split);
     mean=None skips the mean-chair baseline (its columns are NaN)."""
     idx = np.arange(len(photos)) if indices is None else np.asarray(indices)
@@ -323,22 +282,20 @@ def evaluate_renders(pipe: ChairPipeline, photos, mean: np.ndarray | None, thres
     _check_renders(pipe, photos)
     rows = []
     for part, images in _render_batches(photos, idx):
-        logits, shipped = predict(pipe, images, samples=samples)
-        for j, (i, lg) in enumerate(zip(part, logits)):
+        soft, shown = predict(pipe, images, k)
+        for i, sp, sh in zip(part, soft, shown):
             gt = photos.voxels[photos.chair[i]] > 0
-            bap, biou = score(mean, gt, threshold) if mean is not None else (float("nan"), float("nan"))
+            bap, biou = score(mean, gt, 0.5) if mean is not None else (float("nan"), float("nan"))
             rows.append({"index": int(i), "chair": photos.names[photos.chair[i]],
-                         **_score_row(lg, gt, threshold, temperature, None, None if shipped is None else shipped[j]),
-                         "mean_chair_ap": 100 * bap,
-                         "mean_chair_iou": biou,
+                         **_score_row(sp, sh, gt, threshold), "mean_chair_ap": 100 * bap, "mean_chair_iou": biou,
                          **_mean_at_level(mean, gt, None if mean is None else mean_level)})
     return {"n": len(rows), "chairs": len({r["chair"] for r in rows}), "threshold": threshold,
-            "temperature": temperature, "mean_level": mean_level, **_means(rows), "rows": rows}
+            "mean_level": mean_level, "k": k, **_means(rows), "rows": rows}
 
 
 def calibration_set(checkpoint: Path, photos, limit: int = 256) -> tuple[np.ndarray, str]:
-    """Render indices to fit the temperature on: the training run's held-out val chairs
-    (from the checkpoint's train_config.json, split as `train.vaegan` split them), else
+    """Render indices to choose the mean chair's level on: the training run's held-out val chairs
+    (from the checkpoint's train_config.json, split as `train.photo_encoder` split them), else
     every chair of the training split. Never IKEA photos, never the test split."""
     from .gan import split_by_id
 
@@ -347,7 +304,7 @@ def calibration_set(checkpoint: Path, photos, limit: int = 256) -> tuple[np.ndar
     chairs = np.arange(len(photos.names))
     if cfg_path.is_file():
         cfg = json.loads(cfg_path.read_text())
-        if "val_chairs" in cfg and "seed" in cfg and "kl_weight" in cfg:  # a train.vaegan run
+        if "val_chairs" in cfg and "seed" in cfg and "code_weight" in cfg:  # a train.photo_encoder run
             _, chairs = split_by_id(photos.names, cfg["val_chairs"], cfg["seed"])
             source = f"renders of the run's {len(chairs)} held-out val chairs"
     idx = np.flatnonzero(np.isin(photos.chair, chairs))
@@ -356,18 +313,8 @@ def calibration_set(checkpoint: Path, photos, limit: int = 256) -> tuple[np.ndar
     return idx, source
 
 
-def calibrate(pipe: ChairPipeline, photos, idx: np.ndarray) -> float:
-    """fit_temperature on the given renders of a PhotoSet."""
-    _check_renders(pipe, photos)
-    logits, targets = [], []
-    for part, images in _render_batches(photos, idx):
-        logits.append(predict_logits(pipe, images))
-        targets.append(photos.voxels[photos.chair[part]])
-    return fit_temperature(np.concatenate(logits), np.concatenate(targets))
-
-
 def _means(rows: list[dict]) -> dict:
-    keys = [k for k in ("ap", "iou", "ap_mu", "iou_mu", "ap_cal", "iou_cal",
+    keys = [k for k in ("ap", "iou", "iou_threshold", "iou_best_candidate",
                         "mean_chair_ap", "mean_chair_iou", "mean_chair_iou_level") if rows and k in rows[0]]
     return {k: float(np.mean([r[k] for r in rows])) for k in keys}
 
@@ -380,13 +327,10 @@ def add_arguments(parser) -> None:
                         "gives the held-out render figures, its training voxels the mean chair")
     parser.add_argument("--modelnet", default="", help="ModelNet chair folder for the mean chair when there is no "
                         "--renders (default: <data>/../modelnet10_chair_vol30)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="IoU threshold (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="also report IoU of reconstruct() at this level (default: %(default)s: the shown chair)")
+    parser.add_argument("--k", type=int, default=4, help="candidates per photo for the best-of-k IoU (default: %(default)s)")
     parser.add_argument("--render-limit", type=int, default=0, help="evaluate at most this many renders (0 = all)")
-    parser.add_argument("--temperature", type=float, default=0.0,
-                        help="also score sigmoid(logits / T); 0 (default) fits T on --renders (training renders of "
-                        "the run's held-out chairs), 1 = as shipped only")
-    parser.add_argument("--samples", type=int, default=PREDICTIVE_SAMPLES,
-                        help="draws behind the predictive occupancy (default: %(default)s, as reconstruct)")
     parser.add_argument("--out", default="", help="folder for eval_photo.json, the per-photo CSV and a sheet")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
 
@@ -409,15 +353,14 @@ def training_mean_chair(renders: str, modelnet: str, data: str, resolution: int)
 
 def _print_block(title: str, r: dict) -> None:
     print(title)
-    print(f"  model (as shipped)    AP {r['ap']:5.1f}   IoU {r['iou']:.3f}"
-          + ("   (predictive occupancy, reconstruct())" if "ap_mu" in r else ""))
-    if "ap_mu" in r:
-        print(f"  model G(mu)           AP {r['ap_mu']:5.1f}   IoU {r['iou_mu']:.3f}")
-    if "ap_cal" in r:
-        print(f"  G(mu), T = {r['temperature']:<6.3g}     AP {r['ap_cal']:5.1f}   IoU {r['iou_cal']:.3f}")
-    level = (f"   (IoU {r['mean_chair_iou_level']:.3f} at its own level {r['mean_level']:g})"
+    print(f"  shown chair, generate(encode(photo))     IoU@0.5 {r['iou']:.3f}")
+    print(f"  reconstruct(photo), soft                 AP {r['ap']:5.1f}"
+          + (f"   IoU@{r['threshold']:g} {r['iou_threshold']:.3f}" if "iou_threshold" in r else ""))
+    if "iou_best_candidate" in r:
+        print(f"  best of the {r['k']} candidates (oracle)      IoU@0.5 {r['iou_best_candidate']:.3f}")
+    level = (f", IoU {r['mean_chair_iou_level']:.3f} at its best level {r['mean_level']:g}"
              if "mean_chair_iou_level" in r else "")
-    print(f"  mean chair            AP {r['mean_chair_ap']:5.1f}   IoU {r['mean_chair_iou']:.3f}{level}")
+    print(f"  mean chair                               AP {r['mean_chair_ap']:5.1f}   IoU@0.5 {r['mean_chair_iou']:.3f}{level}")
 
 
 def main(args) -> int:
@@ -425,20 +368,18 @@ def main(args) -> int:
         torch.set_num_threads(args.threads)
     if not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
-    if not 1 <= args.samples <= 1024:
-        raise ValueError(f"--samples must be in [1, 1024], got {args.samples}")
-    if args.temperature < 0:
-        raise ValueError(f"--temperature must be > 0 (or 0 = fit it on renders), got {args.temperature}")
     start = time.perf_counter()
     pipe = ChairPipeline.from_pretrained(args.checkpoint)
-    pipe._require_encoder()
+    encoder = pipe._require_encoder()
+    if not 1 <= args.k <= max(1, 1 + encoder.config.e_gallery):
+        raise ValueError(f"--k must be from 1 to {1 + encoder.config.e_gallery} for this encoder, got {args.k}")
     mean, mean_source = training_mean_chair(args.renders, args.modelnet, args.data, pipe.resolution)
     if mean.shape[0] != pipe.resolution:
         raise VoxelError(f"the mean chair is {mean.shape[0]}^3 but the generator makes {pipe.resolution}^3")
     items = load_ikea(args.data, mean)
     report = {"checkpoint": str(args.checkpoint), "mean_chair": mean_source, "threshold": args.threshold,
-              "samples": args.samples}
-    temperature, mean_level = args.temperature or 1.0, None
+              "k": args.k, "temperature": encoder.config.e_temperature}
+    mean_level = None
     if args.renders:
         from .photos import PhotoSet
 
@@ -446,19 +387,14 @@ def main(args) -> int:
         idx, source = calibration_set(Path(pipe.root), train_photos)
         mean_level = mean_chair_level(mean, train_photos.voxels[np.unique(train_photos.chair[idx])])
         report["mean_chair_level"] = {"level": mean_level, "fitted_on": source}
-        print(f"mean chair level {mean_level:g}, fitted on the chairs of {len(idx)} {source}")
-    if args.renders and not args.temperature:
-        temperature = calibrate(pipe, train_photos, idx)
-        report["calibration"] = {"temperature": temperature, "fitted_on": source, "renders": len(idx)}
-        print(f"temperature T = {temperature:.3g}, fitted on {len(idx)} {source}")
-    ikea = evaluate_ikea(pipe, items, mean, args.threshold, temperature, args.samples, mean_level)
+        print(f"mean chair level {mean_level:g}, chosen on the chairs of {len(idx)} {source}")
+    ikea = evaluate_ikea(pipe, items, mean, args.threshold, mean_level, args.k)
     report["ikea"] = {k: v for k, v in ikea.items() if k != "rows"}
-    _print_block(f"IKEA photos ({ikea['n']}, {args.data}), AP x100 / IoU@{args.threshold:g} at 20^3:", ikea)
+    _print_block(f"IKEA photos ({ikea['n']}, {args.data}), at 20^3:", ikea)
     for model, m in ikea["by_model"].items():
-        cal = f", T {m['ap_cal']:5.1f}" if "ap_cal" in m else ""
-        print(f"    {model.split('/')[0]:<20} AP {m['ap']:5.1f}{cal} (mean chair {m['mean_chair_ap']:5.1f})   "
-              f"IoU {m['iou']:.3f} (mean chair {m['mean_chair_iou']:.3f}"
-              + (f", {m['mean_chair_iou_level']:.3f} at its level)" if "mean_chair_iou_level" in m else ")"))
+        print(f"    {model.split('/')[0]:<20} IoU {m['iou']:.3f} AP {m['ap']:5.1f} "
+              f"(mean chair AP {m['mean_chair_ap']:5.1f}"
+              + (f", IoU {m['mean_chair_iou_level']:.3f} at its level)" if "mean_chair_iou_level" in m else ")"))
     renders = None
     if args.renders:
         from .photos import PhotoSet
@@ -468,11 +404,11 @@ def main(args) -> int:
         except VoxelError as err:
             print(f"held-out renders: skipped ({err})")
         else:
-            renders = evaluate_renders(pipe, test, mean, args.threshold, args.render_limit, temperature=temperature,
-                                       samples=args.samples, mean_level=mean_level)
+            renders = evaluate_renders(pipe, test, mean, args.threshold, args.render_limit, mean_level=mean_level,
+                                       k=args.k)
             report["renders"] = {k: v for k, v in renders.items() if k != "rows"}
             _print_block(f"held-out renders ({renders['n']} of {renders['chairs']} ModelNet test chairs), "
-                         f"AP x100 / IoU@{args.threshold:g} at {pipe.resolution}^3:", renders)
+                         f"at {pipe.resolution}^3:", renders)
     report["seconds"] = round(time.perf_counter() - start, 1)
     if args.out:
         out = Path(args.out)

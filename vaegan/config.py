@@ -24,36 +24,26 @@ class ModelConfig:
     d_widths: tuple[int, ...] | None = None
     d_norm: str = "batch"  # "batch" (paper) or "spectral" (the original project's variant)
     image_size: int = 128  # encoder input side, square RGB
-    # Encoder conv channels, each a stride-2 conv: 128 -> 4 px in five layers like the
-    # paper's five conv layers (which took 256 px; 128 px trains 4x cheaper on a CPU).
-    e_widths: tuple[int, ...] = (32, 64, 128, 256, 256)
-    # > 0: the encoder's posterior mean is scaled to this norm. sqrt(z_dim) is the shell
-    # where samples of N(0, I) lie (|z| = 14.1 +- 0.7 for 200-d). Used because G(0) of the
-    # shipped generator is an empty grid: an encoder that hedges towards the mean code
-    # decodes to nothing, one on the shell always decodes to a chair. 0 = unconstrained.
+    # Photo encoder backbone: EfficientNet-Lite0 (vaegan.backbone) with its channels times
+    # this width. 1.0 is the ImageNet-pretrained network the shipped encoder is fine-tuned
+    # from; tests use 0.25 for speed.
+    e_width: float = 1.0
+    # > 0: the encoder's code is scaled to this norm. sqrt(z_dim) is the shell where samples
+    # of N(0, I) lie (|z| = 14.1 +- 0.7 for 200-d) and where the shape encoder puts the codes
+    # of real chairs that the photo encoder learns. 0 = unconstrained.
     e_mu_radius: float = 0.0
-    # > 0: `ChairPipeline.reconstruct` returns the predictive occupancy E[G(z)] over
-    # z = mu + s * eps, eps ~ N(0, I) (put back on the e_mu_radius shell when that is set),
-    # s = e_predictive_std, instead of G(mu) alone: the generator's logits are huge, so G(mu)
-    # is a 0/1 grid, and averaging over nearby chairs says which voxels are certain and
-    # which only likely. Fitted by `python -m train photo-spread` (the shipped value on the
-    # IKEA development photos, `--ikea`). 0 = G(mu).
-    e_predictive_std: float = 0.0
-    # > 0: the encoder's posterior is a mixture over this many fixed codes, a bank of the
-    # generator's own prior samples stored with the encoder's weights, and the encoder
-    # classifies a photo among them (`python -m train bank-encoder`). Regressing z, or
-    # descending through the frozen generator, stalls in this generator's rugged latent
-    # space (the model card, "Photo -> chair"); picking among chairs it can make does not.
-    # 0 = the paper's Gaussian posterior N(mu, sigma^2).
-    e_bank_size: int = 0
-    # Components of the bank mixture behind `reconstruct` (the most probable ones, their
-    # weights renormalised): the predictive occupancy sum_k p_k G(z_k).
-    e_bank_top: int = 32
+    # Training chairs stored with the encoder (their codes and the mean embedding of their
+    # renders) for `ChairPipeline.candidates`: the photo's own code first, then the codes of
+    # the stored chairs whose renders look most like the photo. 0 = candidates is the code alone.
+    e_gallery: int = 0
+    # `ChairPipeline.reconstruct` = sigmoid(G's logits / T) at the photo's code: the 0.5 level
+    # is exactly the chair the app shows, T > 1 softens the generator's saturated logits into
+    # a confidence (chosen for AP on renders of held-out training chairs).
+    e_temperature: float = 1.0
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists; keep one type.
         self.g_widths = tuple(int(w) for w in self.g_widths)
-        self.e_widths = tuple(int(w) for w in self.e_widths)
         if self.d_widths is None:
             self.d_widths = tuple(reversed(self.g_widths))
         self.d_widths = tuple(int(w) for w in self.d_widths)
@@ -79,19 +69,13 @@ class ModelConfig:
                 )
         if self.d_norm not in ("batch", "spectral"):
             raise ConfigError(f"d_norm must be 'batch' or 'spectral', got {self.d_norm!r}")
-        if self.e_mu_radius < 0 or self.e_predictive_std < 0:
-            raise ConfigError(f"e_mu_radius and e_predictive_std must be >= 0, got {self.e_mu_radius}, "
-                              f"{self.e_predictive_std}")
-        if self.e_bank_size < 0 or not 1 <= self.e_bank_top <= 1024:
-            raise ConfigError(f"e_bank_size must be >= 0 and e_bank_top in [1, 1024], got {self.e_bank_size}, "
-                              f"{self.e_bank_top}")
-        if self.z_dim < 1 or min(self.g_widths + self.d_widths + self.e_widths) < 1:
+        if self.e_mu_radius < 0 or self.e_gallery < 0 or not self.e_temperature > 0 or not self.e_width > 0:
+            raise ConfigError(f"e_mu_radius and e_gallery must be >= 0 and e_temperature, e_width > 0, got "
+                              f"{self.e_mu_radius}, {self.e_gallery}, {self.e_temperature}, {self.e_width}")
+        if self.z_dim < 1 or min(self.g_widths + self.d_widths) < 1:
             raise ConfigError("z_dim and every channel width must be positive")
-        if self.image_size % 2 ** len(self.e_widths) or self.image_size < 2 ** len(self.e_widths):
-            raise ConfigError(
-                f"image_size {self.image_size} must be a multiple of 2^{len(self.e_widths)} "
-                f"(one halving per encoder layer)"
-            )
+        if self.image_size < 32 or self.image_size % 32:
+            raise ConfigError(f"image_size {self.image_size} must be a multiple of 32 (the backbone halves it 5 times)")
 
     def to_dict(self) -> dict:
         return asdict(self)

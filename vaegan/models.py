@@ -2,8 +2,9 @@
 
 - `Generator`:      z (B, z_dim) -> occupancy (B, 1, R, R, R), ConvTranspose3d k4 s2.
 - `Discriminator`:  grid (B, 1, R, R, R) -> realism logit (B,), the generator's mirror.
-- `ImageEncoder`:   image (B, 3, S, S) -> mean, log-variance (B, z_dim) each (the paper's
-                    Gaussian posterior), or a mixture over a stored bank of codes.
+- `ImageEncoder`:   photo (B, 3, S, S) -> code (B, z_dim): an ImageNet-pretrained
+                    EfficientNet-Lite0 fine-tuned on renders, plus a gallery of training
+                    chairs for alternative candidates.
 - `ShapeEncoder`:   grid (B, 1, R, R, R) -> code (B, z_dim) in one pass: the generator's
                     inverse, so that a given chair (a file, a training chair) gets a code.
 
@@ -18,8 +19,10 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from safetensors import SafetensorError
 from safetensors.torch import load_model
+import torch.nn.functional as F
 from torch import nn
 
+from .backbone import IMAGENET_MEAN, IMAGENET_STD, LITE0, EfficientNetLite
 from .config import ModelConfig
 from .errors import CheckpointError
 
@@ -125,78 +128,56 @@ class Discriminator(HubModule):
 
 
 class ImageEncoder(HubModule):
-    """RGB image (B, 3, S, S) in [0, 1] -> (mu, logvar), each (B, z_dim).
+    """RGB photo (B, 3, S, S) in [0, 1] -> the code of its chair (B, z_dim).
 
-    Five stride-2 convs (the paper's five layers) with BatchNorm + LeakyReLU, then heads:
-    - the paper's Gaussian posterior (`config.e_bank_size` 0): two linear heads; with
-      `config.e_mu_radius` > 0, mu is scaled onto the sphere of that radius.
-      `sample(mu, logvar, generator)` is the reparameterisation trick.
-    - a mixture over a bank of K = `config.e_bank_size` fixed codes (`bank`, (K, z_dim),
-      saved with the weights): one linear head scores them (`bank_logits`). mu is then the
-      most probable code (the mixture's mode: the mean of a mixture of chairs is no chair)
-      and logvar the log mixture variance around it; `mixture` gives the top components.
+    An ImageNet-pretrained EfficientNet-Lite0 (`vaegan.backbone`, width `config.e_width`),
+    its pooled features (B, F) -> a linear layer -> z, scaled onto the shell of radius
+    `config.e_mu_radius` when that is set. Fine-tuned on renders by `python -m train
+    photo-encoder`; the weights, backbone included, are this module's safetensors.
+
+    With `config.e_gallery` = N > 0 it also stores N training chairs: their codes
+    (`gallery_codes`, (N, z_dim)) and the unit-norm mean embedding of their renders
+    (`gallery_embeddings`, (N, F)), for `candidates`.
     """
-
-    # ImageNet statistics: a fixed, documented input normalisation.
-    MEAN = (0.485, 0.456, 0.406)
-    STD = (0.229, 0.224, 0.225)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        layers, c_in = [], 3
-        for i, c_out in enumerate(config.e_widths):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=i == 0)]
-            layers += [nn.Identity() if i == 0 else nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
-            c_in = c_out
-        self.net = nn.Sequential(*layers)
-        side = config.image_size // 2 ** len(config.e_widths)
-        features = c_in * side * side
-        if config.e_bank_size:
-            self.head = nn.Linear(features, config.e_bank_size)
-            self.register_buffer("bank", torch.zeros(config.e_bank_size, config.z_dim))  # set by training
-        else:
-            self.mu = nn.Linear(features, config.z_dim)
-            self.logvar = nn.Linear(features, config.z_dim)
-        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
-        self.apply(_init_weights)
+        self.backbone = EfficientNetLite(LITE0 if config.e_width == 1.0 else LITE0.scaled(config.e_width))
+        features = self.backbone.out_features
+        self.head = nn.Linear(features, config.z_dim)
+        nn.init.normal_(self.head.weight, 0.0, 0.02)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("gallery_codes", torch.zeros(config.e_gallery, config.z_dim))  # set by training
+        self.register_buffer("gallery_embeddings", torch.zeros(config.e_gallery, features))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) in [0, 1] -> flattened conv features (B, C * s * s)."""
-        return self.net((images - self.mean) / self.std).flatten(1)
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [0, 1] -> pooled backbone features (B, F)."""
+        return self.backbone.features((images - self.mean) / self.std)
 
-    def bank_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> unnormalised log-probabilities of the bank codes (B, K)."""
-        if not self.config.e_bank_size:
-            raise ValueError("this encoder has a Gaussian posterior, not a code bank")
-        return self.head(self.features(images))
+    def code(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, F) -> codes (B, z_dim), on the e_mu_radius shell when set."""
+        z = self.head(features)
+        return to_radius(z, self.config.e_mu_radius) if self.config.e_mu_radius > 0 else z
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.config.e_bank_size:
-            p = self.bank_logits(images).softmax(1)  # (B, K)
-            mu = self.bank[p.argmax(1)]  # (B, z_dim)
-            # sum_k p_k (z_k - mu)^2 as two (B, K) x (K, z_dim) products, no (B, K, z_dim) tensor
-            var = p @ self.bank.square() - 2 * mu * (p @ self.bank) + mu.square()
-            return mu, var.clamp(min=1e-12).log()
-        h = self.features(images)
-        mu = self.mu(h)  # (B, z_dim)
-        if self.config.e_mu_radius > 0:
-            mu = to_radius(mu, self.config.e_mu_radius)
-        return mu, self.logvar(h)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.code(self.embed(images))
 
-    def mixture(self, images: torch.Tensor, top: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, S, S) -> the `top` (default config.e_bank_top) most probable bank codes
-        (B, top, z_dim) and their weights renormalised to sum to 1 (B, top)."""
-        p = self.bank_logits(images).softmax(1)
-        weights, index = p.topk(min(int(top or self.config.e_bank_top), p.shape[1]), dim=1)  # (B, top)
-        return self.bank[index], weights / weights.sum(1, keepdim=True)
-
-    @staticmethod
-    def sample(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = mu + sigma * eps, eps ~ N(0, I) drawn from `generator` for reproducibility."""
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-        return mu + torch.exp(0.5 * logvar) * eps
+    def candidates(self, images: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, k, z_dim): the photo's own code, then the codes of the k - 1
+        gallery chairs whose renders' embedding is nearest by cosine, most similar first."""
+        h = self.embed(images)  # (B, F)
+        own = self.code(h)[:, None]  # (B, 1, z_dim)
+        if k == 1:
+            return own
+        if len(self.gallery_codes) < k - 1:
+            raise ValueError(f"k = {k} needs {k - 1} stored gallery chairs; this encoder has "
+                             f"{len(self.gallery_codes)}")
+        sim = F.normalize(h, dim=1) @ self.gallery_embeddings.T  # (B, N)
+        nearest = sim.topk(k - 1, dim=1).indices  # (B, k - 1), most similar first
+        return torch.cat([own, self.gallery_codes[nearest]], 1)
 
 
 class ShapeEncoder(HubModule):
@@ -232,15 +213,10 @@ def to_radius(z: torch.Tensor, radius: float) -> torch.Tensor:
     return z * (radius / z.norm(dim=-1, keepdim=True).clamp(min=1e-6))
 
 
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)), summed over z and averaged over the batch."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
-
-
 def to_channels_last(model: nn.Module) -> nn.Module:
     """channels_last_3d: 1.2-1.7x faster 3-D convs on this CPU (notes/cpu-measurements.md)."""
     return model.to(memory_format=torch.channels_last_3d)
 
 
-__all__ = ["Generator", "Discriminator", "ImageEncoder", "ShapeEncoder", "kl_divergence", "to_channels_last",
+__all__ = ["Generator", "Discriminator", "ImageEncoder", "ShapeEncoder", "to_channels_last",
            "to_radius"]

@@ -78,7 +78,7 @@ _FAMILIES = (("wood", WOODS, 0.35), ("neutral", NEUTRALS, 0.35), ("fabric", FABR
 # Room colours: walls are mostly light, floors wood or carpet.
 WALLS = [(235, 232, 225), (225, 225, 225), (210, 200, 185), (190, 200, 205), (215, 205, 180), (160, 150, 140),
          (240, 235, 210), (200, 215, 200)]
-BACKGROUND_KINDS = {"room": 0.35, "photo": 0.30, "texture": 0.10, "gradient": 0.13, "plain": 0.12}
+BACKGROUND_KINDS = {"room": 0.32, "photo": 0.27, "texture": 0.09, "gradient": 0.10, "plain": 0.10, "studio": 0.12}
 
 
 def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -112,6 +112,7 @@ class PhotoParams:
     texture: str = "plain"  # "plain", "wood" or "fabric"
     second_color: tuple[float, float, float] | None = None  # material below `split_height`
     split_height: float = 0.0  # fraction of the chair's height (0 bottom, 1 top)
+    cushion_color: tuple[float, float, float] | None = None  # a fabric pad on the seat (and back)
     specular: float = 0.15
     shininess: float = 24.0
     light_azimuth: float = 30.0  # degrees, world frame
@@ -121,6 +122,7 @@ class PhotoParams:
     background: str = "room"
     shadow: float = 0.5  # 0 = none
     framing: str = "tight"  # "tight" (cut to the chair + margin) or "loose" (whole canvas)
+    cut: float = 0.0  # tight framing: the frame cuts this fraction off one side of the chair
     chair_fraction: float = 0.75  # the chair's long side / the canvas side
     offset: tuple[float, float] = (0.5, 0.5)  # where the chair's box sits in the free space (x, y)
     occluder: bool = False
@@ -146,6 +148,9 @@ def sample_params(rng: np.random.Generator) -> PhotoParams:
         second = _jitter_colour(rng, (METALS + WOODS[4:])[rng.integers(len(METALS) + 3)])
         split = float(rng.uniform(0.25, 0.55))
     glossy = family == "neutral" and rng.random() < 0.5  # painted or plastic
+    cushion = None
+    if rng.random() < 0.25:  # upholstered seat pad in a fabric colour
+        cushion = _jitter_colour(rng, (FABRICS + NEUTRALS)[rng.integers(len(FABRICS) + len(NEUTRALS))])
     kinds, weights = zip(*BACKGROUND_KINDS.items())
     bg = str(rng.choice(kinds, p=np.asarray(weights) / sum(weights)))
     loose = bg == "plain" or rng.random() < 0.25
@@ -161,6 +166,7 @@ def sample_params(rng: np.random.Generator) -> PhotoParams:
         texture=texture,
         second_color=None if second is None else tuple(float(c) for c in second),
         split_height=split,
+        cushion_color=None if cushion is None else tuple(float(c) for c in cushion),
         specular=float(rng.uniform(0.25, 0.6) if glossy else rng.uniform(0.0, 0.2)),
         shininess=float(rng.uniform(20, 80) if glossy else rng.uniform(4, 20)),
         light_azimuth=float(rng.uniform(0, 360)),
@@ -170,6 +176,7 @@ def sample_params(rng: np.random.Generator) -> PhotoParams:
         background=bg,
         shadow=float(rng.uniform(0.25, 0.7) if rng.random() < 0.7 else 0.0),
         framing="loose" if loose else "tight",
+        cut=float(rng.uniform(0.05, 0.25)) if not loose and rng.random() < 0.15 else 0.0,
         chair_fraction=float(rng.uniform(0.35, 0.9) if loose else rng.uniform(0.6, 0.8)),
         offset=(float(rng.uniform(0.05, 0.95)), float(rng.uniform(0.05, 0.95))),
         occluder=bool(not loose and rng.random() < 0.2),
@@ -279,8 +286,9 @@ def _wave_noise(points: np.ndarray, rng_seed: int, octaves: int = 4, base: float
     return out / total
 
 
-def _albedo(points: np.ndarray, params: PhotoParams, z_range: tuple[float, float], seed: int) -> np.ndarray:
-    """Surface points (N, 3) -> linear-light albedo (N, 3)."""
+def _albedo(points: np.ndarray, params: PhotoParams, z_range: tuple[float, float], seed: int,
+            seat_z: float | None = None) -> np.ndarray:
+    """Surface points (N, 3) -> linear-light albedo (N, 3); `seat_z` is where a cushion lies."""
     base = np.asarray(params.color)
     albedo = np.tile(base, (len(points), 1))
     rng = np.random.default_rng(seed)
@@ -306,7 +314,26 @@ def _albedo(points: np.ndarray, params: PhotoParams, z_range: tuple[float, float
         lo, hi = z_range
         below = points[:, 2] < lo + params.split_height * (hi - lo)
         albedo[below] = np.asarray(params.second_color)
+    if params.cushion_color is not None and seat_z is not None:
+        # A pad from a little below the seat surface to a little above it, weave-textured.
+        lo, hi = z_range
+        pad = (points[:, 2] > seat_z - 0.06 * (hi - lo)) & (points[:, 2] < seat_z + 0.03 * (hi - lo))
+        f = rng.uniform(150, 250)
+        weave = 0.9 + 0.08 * np.sin(f * points[pad, 0]) * np.sin(f * points[pad, 1])
+        albedo[pad] = np.asarray(params.cushion_color) * weave[:, None]
     return _srgb_to_linear(albedo)
+
+
+def seat_height(mesh: trimesh.Trimesh) -> float:
+    """z of the seat: the height with the most upward-facing surface area in the middle of the
+    chair's height (where a cushion goes)."""
+    z = mesh.triangles_center[:, 2]
+    lo, hi = float(z.min()), float(z.max())
+    up = (mesh.face_normals[:, 2] > 0.8) & (z > lo + 0.15 * (hi - lo)) & (z < lo + 0.75 * (hi - lo))
+    if not up.any():
+        return lo + 0.45 * (hi - lo)
+    hist, edges = np.histogram(z[up], bins=16, range=(lo, hi), weights=mesh.area_faces[up])
+    return float(edges[hist.argmax()] + 0.5 * (edges[1] - edges[0]))
 
 
 def _light_dir(params: PhotoParams) -> np.ndarray:
@@ -332,7 +359,8 @@ def _shade(mesh: trimesh.Trimesh, face: np.ndarray, bary: np.ndarray, eye: np.nd
     half /= np.linalg.norm(half, axis=1, keepdims=True)
     spec = np.clip((normals * half).sum(1), 0, None) ** params.shininess
     zr = (float(mesh.vertices[:, 2].min()), float(mesh.vertices[:, 2].max()))
-    albedo = _albedo(points, params, zr, seed)
+    seat = seat_height(mesh) if params.cushion_color is not None else None
+    albedo = _albedo(points, params, zr, seed, seat)
     lit = albedo * (params.ambient * sky + params.light_strength * lambert)[:, None]
     return lit + (params.specular * params.light_strength * spec)[:, None]
 
@@ -429,6 +457,10 @@ def background(rng: np.random.Generator, h: int, w: int, kind: str = "room",
         t = ((xx / w - 0.5) * math.cos(angle) + (yy / h - 0.5) * math.sin(angle)) + 0.5
         out = a + (b - a) * np.clip(t, 0, 1)[..., None]
         out = out + 0.15 * _low_freq_noise(rng, h, w, int(rng.integers(3, 10)))[..., None]
+    elif kind == "studio":  # a product shot: white sweep, a faint vignette
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        r2 = ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2)
+        out = np.ones((h, w, 3), np.float32) * rng.uniform(0.95, 1.0) - rng.uniform(0, 0.08) * r2[..., None]
     elif kind == "plain":
         colours = WALLS + NEUTRALS + [(255, 255, 255)] * 4
         out = np.ones((h, w, 3), np.float32) * _jitter_colour(rng, colours[rng.integers(len(colours))], 0.03)
@@ -569,6 +601,8 @@ def render_photo(grid_or_mesh, rng: np.random.Generator | int, size: int = 128, 
         x0, y0, x1, y1 = cbox
         bw, bh = x1 - x0, y1 - y0
         m = rng.uniform(-0.03, 0.12, 4)
+        if params.cut > 0:  # the photographer's frame cuts into the chair on one side
+            m[int(rng.integers(4))] = -params.cut
         crop = (int(round(x0 - m[0] * bw)), int(round(y0 - m[1] * bh)),
                 int(round(x1 + m[2] * bw)), int(round(y1 + m[3] * bh)))
         crop = (max(0, crop[0]), max(0, crop[1]), min(canvas, crop[2]), min(canvas, crop[3]))

@@ -24,7 +24,7 @@ from . import meshing
 from .config import ModelConfig
 from .errors import CheckpointError, ImageError, VoxelError
 from .images import preprocess
-from .models import Discriminator, Generator, HubModule, ImageEncoder, ShapeEncoder, to_radius
+from .models import Discriminator, Generator, HubModule, ImageEncoder, ShapeEncoder
 from .voxels import check_grids
 
 COMPONENTS: dict[str, type[HubModule]] = {
@@ -35,8 +35,7 @@ COMPONENTS: dict[str, type[HubModule]] = {
 }
 MAX_SHAPES = 4096  # grids per encode_shape call (~0.5 GB of float32 32^3 grids)
 SHAPE_BATCH = 256  # grids per shape-encoder forward pass
-PREDICTIVE_SAMPLES = 256  # draws behind reconstruct()'s predictive occupancy (~0.7 s for one photo on 2 threads)
-DRAW_BATCH = 64  # grids per generator call while averaging draws
+MAX_CANDIDATES = 16  # codes per candidates() call
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -158,67 +157,51 @@ class ChairPipeline:
         """One input image -> (float32 (3, S, S), the PIL image the encoder sees)."""
         return preprocess(image, self.config.image_size)
 
-    @torch.inference_mode()
-    def encode(self, image) -> torch.Tensor:
-        """A PIL image (or path/bytes/array) or a list of them -> posterior means (n, z_dim)
-        (for a bank encoder, the most probable bank code: a mixture's mean is no chair)."""
-        encoder = self._require_encoder()
+    def _pictures(self, image) -> torch.Tensor:
+        """One image or a list of them -> preprocessed pictures float32 (n, 3, S, S)."""
         images = image if isinstance(image, (list, tuple)) else [image]
         if not images:
             raise ImageError("no image given")
-        batch = torch.stack([self.preprocess(im)[0] for im in images])  # (n, 3, S, S)
-        mu, _ = encoder(batch)
-        return mu
-
-    def reconstruct(self, image) -> np.ndarray:
-        """One photo -> its chair as occupancy probabilities, np.float32 (R, R, R): the
-        encoder's predictive occupancy (`photo_predictive`), which is G(mu) for a Gaussian
-        encoder without an e_predictive_std."""
-        if isinstance(image, (list, tuple)):
-            raise ImageError("reconstruct takes one image; use photo_predictive for a batch")
-        return self.photo_predictive(self.preprocess(image)[0][None])[1][0]
+        return torch.stack([self.preprocess(im)[0] for im in images])
 
     @torch.inference_mode()
-    def photo_predictive(self, pictures: torch.Tensor, samples: int = PREDICTIVE_SAMPLES) -> tuple[torch.Tensor, np.ndarray]:
-        """Preprocessed pictures float (n, 3, S, S) in [0, 1] -> (posterior means or, for a
-        bank encoder, modes (n, z_dim); predictive occupancy np.float32 (n, R, R, R)): for a
-        bank encoder the mixture sum_k p_k G(z_k) over its e_bank_top most probable codes,
-        else `predictive(mu)` over `samples` draws."""
+    def encode(self, image) -> torch.Tensor:
+        """A PIL image (or path/bytes/array) or a list of them -> codes float32 (n, z_dim):
+        `generate(encode(photo))[0]` is the chair the app shows for the photo."""
+        return self._require_encoder()(self._pictures(image))
+
+    @torch.inference_mode()
+    def candidates(self, image, k: int = 4) -> torch.Tensor:
+        """One photo -> k codes float32 (k, z_dim), best first: `encode(photo)` and then the
+        codes of the stored training chairs whose renders look most like it. ValueError for k
+        outside 1-MAX_CANDIDATES or beyond the encoder's gallery."""
         encoder = self._require_encoder()
-        if not encoder.config.e_bank_size:
-            mu, _ = encoder(pictures)
-            return mu, self.predictive(mu, samples=samples)
-        codes, weights = encoder.mixture(pictures)  # (n, top, z_dim), (n, top), most probable first
-        occupancy = np.stack([np.tensordot(w.numpy().astype(np.float64), self.generate(c), axes=1)
-                              for c, w in zip(codes, weights)])  # (n, R, R, R)
-        return codes[:, 0], occupancy.astype(np.float32)
+        if isinstance(image, (list, tuple)):
+            raise ImageError("candidates takes one image")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_CANDIDATES:
+            raise ValueError(f"k must be an integer from 1 to {MAX_CANDIDATES}, got {k!r}")
+        return encoder.candidates(self._pictures(image), int(k))[0]
 
     @torch.inference_mode()
-    def predictive(self, mu, std: float | None = None, samples: int = PREDICTIVE_SAMPLES,
-                   seed: int = 0) -> np.ndarray:
-        """Posterior means (n, z_dim) -> predictive occupancy, np.float32 (n, R, R, R): the mean
-        of G(z) over `samples` seeded draws z = mu + std * eps, each put back on the encoder's
-        e_mu_radius shell when it has one. `std` defaults to the encoder's e_predictive_std;
-        std = 0 is G(mu) exactly."""
-        mu = self.check_latents(mu)
-        config = self.encoder.config if self.encoder is not None else self.config
-        std = config.e_predictive_std if std is None else float(std)
-        if not (std >= 0 and 1 <= int(samples) <= 1024):
-            raise ValueError(f"std must be >= 0 and samples in [1, 1024], got {std}, {samples}")
-        if std == 0:
-            return self.generate(mu)
-        gen = torch.Generator().manual_seed(int(seed))
-        total = np.zeros((len(mu),) + (self.resolution,) * 3, np.float64)  # (n, R, R, R)
-        eps = torch.randn((int(samples),) + tuple(mu.shape), generator=gen)  # (samples, n, z_dim)
-        # The draws go through G in groups of about DRAW_BATCH grids, so one photo's draws
-        # share generator calls; all are drawn first, so the grouping cannot change them.
-        group = max(1, DRAW_BATCH // len(mu))
-        for chunk in eps.split(group):
-            z = mu[None] + std * chunk  # (g, n, z_dim)
-            if config.e_mu_radius > 0:
-                z = to_radius(z, config.e_mu_radius)
-            total += self.generate(z.reshape(-1, self.z_dim)).reshape((len(chunk),) + total.shape).sum(0)
-        return (total / int(samples)).astype(np.float32)
+    def reconstruct(self, image) -> np.ndarray:
+        """One photo -> its chair as soft occupancy, np.float32 (R, R, R): sigmoid(G's logits / T)
+        at `encode(photo)`, T = the encoder's e_temperature, so its 0.5 level is exactly the
+        chair `generate(encode(photo))` shows, and the values below 1 say where it is unsure."""
+        if isinstance(image, (list, tuple)):
+            raise ImageError("reconstruct takes one image; use soft_occupancy(encode(images)) for a batch")
+        return self.soft_occupancy(self.encode(image))[0]
+
+    @torch.inference_mode()
+    def soft_occupancy(self, z, temperature: float | None = None, batch_size: int = 64) -> np.ndarray:
+        """Codes (n, z_dim) -> sigmoid(G's logits / temperature), np.float32 (n, R, R, R); the
+        temperature defaults to the encoder's e_temperature (1 = `generate`)."""
+        z = self.check_latents(z)
+        if temperature is None:
+            temperature = self.encoder.config.e_temperature if self.encoder is not None else 1.0
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        out = [torch.sigmoid(self.generator.logits(chunk)[:, 0] / temperature) for chunk in z.split(batch_size)]
+        return torch.cat(out).numpy().astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ voxels -> latents
     @torch.inference_mode()

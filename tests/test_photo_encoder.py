@@ -1,0 +1,219 @@
+"""`python -m train photo-encoder` and `train.photos` at tiny scale: box chairs, a tiny random GAN
+(32^3 grids, 32 px photos, a quarter-width backbone), a few steps; dry run, outputs, frozen G,
+the gallery and temperature, exact resume, clear errors, the losses, and renders that do not
+depend on the worker count."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from conftest import tiny_config
+from train import photos as photo_data
+from train.__main__ import main as train_main
+from vaegan import ChairPipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--batch-size", "4", "--val-chairs", "2", "--val-images", "4", "--log-every", "1", "--eval-every", "2",
+        "--threads", "1", "--max-minutes", "0", "--no-pretrained", "--width", "0.25", "--code-steps", "2",
+        "--gallery-views", "2"]
+
+
+def make_chairs(folder: Path, n: int = 10, seed: int = 0) -> Path:
+    """A 3D ShapeNets-style folder of box chairs (seat, backrest at high axis 0, four legs),
+    n in train/ and 2 in test/."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n), ("test", 2)):
+        (folder / split).mkdir(parents=True)
+        for i in range(count):
+            g = np.zeros((30, 30, 30), np.int8)
+            h = rng.integers(8, 14)
+            g[3:27, 3:27, h:h + 2] = 1
+            g[24:27, 3:27, h:27] = 1
+            for x, y in ((3, 3), (3, 24), (24, 3), (24, 24)):
+                g[x:x + 3, y:y + 3, 3:h] = 1
+            scipy.io.savemat(folder / split / f"chair_{i:09d}_1.mat", {"instance": g})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(data folder, tiny GAN checkpoint, renders folder) shared by the module's tests."""
+    root = tmp_path_factory.mktemp("photo_encoder")
+    data = make_chairs(root / "data")
+    gen = root / "gan"
+    ChairPipeline.from_config(tiny_config(32), seed=0).save_pretrained(gen)
+    renders = photo_data.build(photo_data.PhotoSetConfig(data=str(data), out=str(root / "photos"), image_size=32,
+                                                         views=2, test_views=1, workers=1), progress=False)
+    return data, gen, renders
+
+
+def args(setup, out, *extra):
+    data, gen, renders = setup
+    return ["photo-encoder", "--data", str(data), "--generator", str(gen), "--renders", str(renders),
+            "--out", str(out), *TINY, *extra]
+
+
+def test_dry_run_prints_resolved_config(setup, tmp_path, capsys):
+    assert train_main(args(setup, tmp_path / "r", "--dry-run")) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["code_weight"] == 1.0 and cfg["freeze_bn"] is True and cfg["renders"] == str(setup[2])
+    assert not (tmp_path / "r").exists()
+
+
+def test_renders_folder_layout(setup):
+    _, _, renders = setup
+    manifest = json.loads((renders / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": {"chairs": 10, "images": 20}, "test": {"chairs": 2, "images": 2}}
+    train = photo_data.PhotoSet(renders, "train")
+    assert train.images.shape == (20, 32, 32, 3) and train.images.dtype == np.uint8
+    assert train.voxels.shape == (10, 32, 32, 32) and list(train.chair[:4]) == [0, 0, 1, 1]
+    assert (renders / "sheet.png").is_file()
+    assert train.images.std() > 10  # pictures, not blank arrays
+
+
+def test_training_writes_run_with_gallery_and_temperature_and_keeps_the_generator(setup, tmp_path):
+    out = tmp_path / "run"
+    assert train_main(args(setup, out, "--steps", "3")) == 0
+    assert len((out / "metrics.csv").read_text().splitlines()) == 4
+    eval_rows = (out / "eval.csv").read_text().splitlines()
+    assert len(eval_rows) == 3 and eval_rows[0].startswith("step,minutes,val_iou")
+    pipe = ChairPipeline.from_pretrained(out / "checkpoint")
+    source = ChairPipeline.from_pretrained(setup[1])
+    for name, tensor in source.generator.state_dict().items():
+        assert torch.equal(tensor, pipe.generator.state_dict()[name]), name  # frozen: G is unchanged
+    photos = photo_data.PhotoSet(setup[2], "train")
+    codes = np.load(out / "codes.npz")
+    ecfg = pipe.encoder.config
+    assert ecfg.e_gallery == len(photos.names) == 10 and ecfg.e_mu_radius == round(ecfg.z_dim ** 0.5, 3)
+    assert torch.equal(pipe.encoder.gallery_codes, torch.from_numpy(codes["z"]))
+    assert torch.allclose(pipe.encoder.gallery_embeddings.norm(dim=1), torch.ones(10))
+    figures = json.loads((out / "checkpoint" / "train_config.json").read_text())["figures"]
+    assert figures["step"] == 3 and 0.0 <= figures["val_iou"] <= 1.0
+    assert ecfg.e_temperature == figures["temperature"] and str(ecfg.e_temperature) in figures["val_ap_by_temperature"]
+    photo = setup[2] / "sheet.png"
+    z = pipe.candidates(str(photo), k=4)
+    assert z.shape == (4, ecfg.z_dim) and torch.equal(z[0], pipe.encode(str(photo))[0])
+    assert pipe.reconstruct(str(photo)).shape == (32, 32, 32)
+
+
+def test_chair_codes_are_projected_once_and_cached(setup, tmp_path):
+    from train.photo_encoder import chair_codes
+    from vaegan.projection import ProjectionConfig, project
+
+    pipe = ChairPipeline.from_pretrained(setup[1])
+    photos = photo_data.PhotoSet(setup[2], "train")
+    voxels, names = photos.voxels[:3], photos.names[:3]
+    path = tmp_path / "codes.npz"
+    z, iou = chair_codes(pipe, voxels, names, 2, path)
+    # The checkpoint has a shape encoder: its codes are the projection's start.
+    direct = project(pipe, voxels, ProjectionConfig(steps=2, starts=1, bank=2048), init=pipe.encode_shape(voxels))
+    assert np.allclose(z, direct.z) and np.allclose(iou, direct.iou)
+    stamp = path.stat().st_mtime_ns
+    assert np.array_equal(chair_codes(pipe, voxels, names, 2, path)[0], z) and path.stat().st_mtime_ns == stamp
+    chair_codes(pipe, voxels, names, 3, path)  # another step count: made again
+    assert path.stat().st_mtime_ns != stamp
+
+
+def test_losses_and_frozen_batchnorm():
+    from train.photo_encoder import code_loss, recon_loss, set_train_mode
+    from vaegan.models import ImageEncoder
+
+    z, target = torch.zeros(2, 4, requires_grad=True), torch.ones(2, 4)
+    assert code_loss(z, target).item() == 1.0
+    code_loss(z, target).backward()
+    assert torch.allclose(z.grad, torch.full((2, 4), -0.25))
+    logits = torch.zeros(1, 1, 2, 2, 2)
+    target = torch.zeros(1, 1, 2, 2, 2)
+    target[..., 0] = 1
+    # half the voxels positive with weight 3: mean of (3 + 1) / 2 * log 2
+    assert recon_loss(logits, target, 3.0).item() == pytest.approx(2 * np.log(2), rel=1e-6)
+    big = torch.full((1, 1, 2, 2, 2), 40.0)
+    assert recon_loss(big, 1 - target, 1.0, temperature=8.0) < recon_loss(big, 1 - target, 1.0)
+    encoder = ImageEncoder(tiny_config(32))
+    set_train_mode(encoder, freeze_bn=True)
+    bns = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert encoder.training and bns and not any(m.training for m in bns)
+    set_train_mode(encoder, freeze_bn=False)
+    assert all(m.training for m in bns)
+
+
+def test_resume_continues_exactly(setup, tmp_path):
+    common = ["--ckpt-every-min", "0"]
+    assert train_main(args(setup, tmp_path / "a", "--steps", "4", *common)) == 0
+    assert train_main(args(setup, tmp_path / "b", "--steps", "2", *common)) == 0
+    assert train_main(args(setup, tmp_path / "b", "--steps", "4", "--resume", *common)) == 0
+    a = torch.load(tmp_path / "a" / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for name, tensor in a["encoder"].items():
+        assert torch.allclose(tensor.float(), b["encoder"][name].float(), atol=1e-6), name
+
+
+def test_clear_errors(setup, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(argv):
+        return subprocess.run([sys.executable, "-m", "train", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, env=env)
+
+    out = run(args(setup, tmp_path / "none", "--resume", "--steps", "1"))
+    assert out.returncode == 2 and "no run to continue" in out.stderr and "Traceback" not in out.stderr
+    assert train_main(args(setup, tmp_path / "z", "--steps", "1", "--ckpt-every-min", "0")) == 0
+    out = run(args(setup, tmp_path / "z", "--resume", "--steps", "2", "--code-weight", "0.5"))
+    assert out.returncode == 2 and "was trained with code_weight=1.0" in out.stderr
+    out = run(args(setup, tmp_path / "w", "--code-weight", "0", "--recon-weight", "0"))
+    assert out.returncode == 2 and "not both zero" in out.stderr
+    out = run(args(setup, tmp_path / "v", "--generated", str(setup[2]), "--steps", "1"))
+    assert out.returncode == 2 and "without latent codes" in out.stderr
+    out = run(args(setup, tmp_path / "u", "--pretrained"))  # ImageNet weights at width 0.25
+    assert out.returncode == 2 and "width 1.0" in out.stderr
+
+
+def test_renders_do_not_depend_on_the_worker_count(setup, tmp_path):
+    data = setup[0]
+    sets = []
+    for workers in (1, 2):
+        cfg = photo_data.PhotoSetConfig(data=str(data), out=str(tmp_path / f"w{workers}"), image_size=32, views=2,
+                                        test_views=0, workers=workers)
+        sets.append(photo_data.PhotoSet(photo_data.build(cfg, progress=False), "train"))
+    assert np.array_equal(sets[0].images, sets[1].images)
+    assert np.array_equal(sets[0].azimuth, sets[1].azimuth)
+
+
+
+@pytest.fixture(scope="module")
+def generated(setup, tmp_path_factory):
+    """Renders of 6 chairs of the tiny GAN's generator, with their codes."""
+    gen = setup[1]
+    out = tmp_path_factory.mktemp("generated") / "photos"
+    return photo_data.build(photo_data.PhotoSetConfig(generator=str(gen), count=6, out=str(out), image_size=32,
+                                                      views=2, test_views=1, workers=1), progress=False)
+
+
+def test_generated_renders_carry_the_codes_of_their_chairs(setup, generated):
+    photos = photo_data.PhotoSet(generated, "train")
+    pipe = ChairPipeline.from_pretrained(setup[1])
+    assert photos.latents is not None and photos.latents.shape == (len(photos.names), pipe.z_dim)
+    assert set(photo_data.read_manifest(generated)["counts"]) == {"train"}  # no test split
+    i = int(photos.names[0][3:-2])  # gen<i>_1
+    assert np.allclose(photos.latents[0], pipe.sample_latents(6, seed=0)[i].numpy())
+    vox = pipe.generate(torch.from_numpy(photos.latents[:1]))[0] >= 0.5
+    assert (photos.voxels[0] > 0).sum() <= vox.sum()  # the sample, cut to its largest piece
+    assert not ((photos.voxels[0] > 0) & ~vox).any()
+    assert photo_data.PhotoSet(setup[2], "train").latents is None
+
+
+def test_generated_chairs_join_each_batch_with_their_codes(setup, generated, tmp_path):
+    out = tmp_path / "run"
+    assert train_main(args(setup, out, "--steps", "2", "--generated", str(generated))) == 0
+    assert ChairPipeline.from_pretrained(out / "checkpoint").encoder is not None
+    with pytest.raises(Exception, match="either --data"):
+        photo_data.build(photo_data.PhotoSetConfig(data=str(setup[0]), generator=str(setup[1]), count=2,
+                                                   out=str(tmp_path / "z")))
