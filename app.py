@@ -386,6 +386,10 @@ class Studio:
         _, seen = self.pipe.preprocess(_image_input(image))  # ImageError for bad files
         k = min(PHOTO_CANDIDATES, 1 + self.pipe.encoder.config.e_gallery) if self.pipe.encoder is not None else 1
         zs = np.asarray(self.pipe.candidates(seen, k=k), dtype=np.float32)  # (k, z_dim), the photo's own code first
+        similarity, looks_like_chair = self.pipe.chair_similarity(seen)
+        if not looks_like_chair:
+            gr.Warning(f"This photo may not show a chair: it looks less like any known chair "
+                       f"(similarity {similarity:.2f}) than every test render did. The chairs are a guess.")
         captions = ["from photo"] + [f"alternative {i}" for i in range(1, k)]
         with self.output(request, "photo") as folder:  # session files, not ones in Gradio's cache
             seen_path = folder / "seen.png"

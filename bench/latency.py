@@ -10,13 +10,13 @@ postprocess, SSE result and, as a browser would, the download of the GLB the vie
   * slider  -> /explore  (one Explore slider released: new latent, G forward, marching cubes,
                           GLB + plotly figure)                      target p50 <= 100 ms at 32^3
   * render  -> /render   (iso-level / smoothing change: same work, no latent change)
-  * photo   -> /photo    (upload + encode + generate + mesh)        target p50 <= 300 ms
+  * photo   -> /photo    (upload + encode + the k = 4 candidates' chairs and thumbnails +
+                          mesh of the first)                        target p50 <= 300 ms
   * sample  -> /sample   (8 chairs with thumbnails: reported only)
 
 and, in this process and in the same run, the bare `pipe.generate(z)` + `pipe.mesh(vox)` time
 of one chair, so `overhead = app p50 / bare p50` shows what the web stack adds, and the bare
-`pipe.reconstruct(photo)` (preprocess, encode and the predictive occupancy over its 256
-draws; the app's photo path shows G(mu) instead). When it launched
+`pipe.reconstruct(photo)` (preprocess, encode, one generator pass). When it launched
 the app itself it also reports the cold start (process start -> first page served) and the
 app's peak RSS (VmHWM). With GRADIO_PROFILING the server-side phases are printed as well.
 

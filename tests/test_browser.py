@@ -1,7 +1,7 @@
 """A real headless Chromium, driven by Playwright, against `python app.py` in a subprocess.
 
-It opens the page, samples a chair, moves an Explore slider, uploads a photo and clicks a point
-of the latent atlas. After each step it waits until the Babylon 3D viewer and the plotly view
+It opens the page, samples a chair, moves an Explore slider, uploads a photo (and opens one of its
+candidate chairs) and clicks a point of the latent atlas. After each step it waits until the Babylon 3D viewer and the plotly view
 have *rendered pixels* (not just elements) showing the new chair, and saves screenshots to
 artifacts/browser/. The app serves the shipped checkpoint (encoder, named directions, atlas).
 With UPDATE_DOCS_SCREENSHOTS=1 it also copies them to docs/ for the README.
@@ -183,10 +183,17 @@ def test_sample_slider_and_photo_render_in_chromium(page):
     page.locator("#photo-in input[type=file]").set_input_files(str(EXAMPLES[0]))
     page.get_by_role("button", name="Make chair").click()
     wait_info(page, "from photo")
-    wait_rendered(page, "#model3d canvas", changed_from=viewer)
+    viewer = wait_rendered(page, "#model3d canvas", changed_from=viewer)
     wait_rendered(page, "#plot .js-plotly-plot", changed_from=plot)
+    # The candidate strip: k thumbnails, the photo's own chair first; clicking the third opens it.
+    thumbs = page.locator("#photo-candidates img")
+    thumbs.first.wait_for(timeout=30_000)
+    assert thumbs.count() == 4
     shot(page, "photo")
     shot(page, "viewer", "#model3d canvas")
+    thumbs.nth(2).click()
+    wait_info(page, "alternative 2")
+    wait_rendered(page, "#model3d canvas", changed_from=viewer)
 
 
 def test_clicking_an_atlas_point_opens_that_chair(page):

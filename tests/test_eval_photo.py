@@ -13,10 +13,9 @@ from sklearn.metrics import average_precision_score
 from conftest import tiny_config
 from train import photos as photo_data
 from train.__main__ import main as train_main
-from train.photo_spread import write_spread
 from vaegan.datasets import load_chairs
-from train.eval_photo import (MEAN_LEVELS, canonical_yaw, fit_temperature, frame_to_ikea, ikea_axes, ikea_to_frame,
-                              load_ikea, mean_chair, mean_chair_level, probabilities, score)
+from train.eval_photo import (MEAN_LEVELS, canonical_yaw, frame_to_ikea, ikea_axes, ikea_to_frame, load_ikea,
+                              mean_chair, mean_chair_level, score)
 from vaegan import ChairPipeline
 from vaegan.voxels import fit_to_frame, read_mat
 
@@ -113,21 +112,6 @@ def test_score_is_sklearn_ap_and_iou():
     assert score(gt.astype(np.float32), gt)[0] == pytest.approx(1.0)
 
 
-def test_fit_temperature_recovers_the_scale_of_overconfident_logits():
-    rng = np.random.default_rng(0)
-    a = rng.normal(0, 3, 200_000).astype(np.float32)  # calibrated logits
-    targets = rng.random(a.shape) < 1 / (1 + np.exp(-a))
-    temperature = fit_temperature(40 * a, targets)  # a generator 40x too confident
-    assert temperature == pytest.approx(40, rel=0.05)
-    # Saturated float32 probabilities lose the ranking; the tempered ones keep it.
-    gt = targets.reshape(-1, 8)[:, 0]
-    raw = probabilities(40 * a).reshape(-1, 8)[:, 0]
-    tempered = probabilities(40 * a, temperature).reshape(-1, 8)[:, 0]
-    assert ((raw == 0) | (raw == 1)).mean() > 0.5  # ties at exactly 0 or 1
-    assert average_precision_score(gt, tempered) > average_precision_score(gt, raw) + 0.02
-    assert np.array_equal(raw >= 0.5, tempered >= 0.5)  # thresholded shapes do not change
-
-
 # ----------------------------------------------------------------------------- the command
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
@@ -154,62 +138,43 @@ def test_eval_photo_on_the_ikea_photos(data_dir, tiny_checkpoint, tmp_path, caps
     assert (out / "ikea_sheet.png").is_file()
 
 
-def test_eval_photo_reports_held_out_renders(data_dir, tiny_checkpoint, tmp_path, capsys):
+def test_eval_photo_reports_held_out_renders_and_candidates(data_dir, tiny_checkpoint, tmp_path, capsys):
+    """The shown chair's IoU is generate(encode(photo)) >= 0.5 against the truth; reconstruct's
+    AP and the best-of-k candidates IoU sit beside it; the mean chair at its own level."""
+    import torch
+
     from test_photo_encoder import make_chairs
 
     data = make_chairs(tmp_path / "boxes", n=4)
     renders = photo_data.build(photo_data.PhotoSetConfig(data=str(data), out=str(tmp_path / "photos"), image_size=32,
                                                          views=1, test_views=2, workers=1), progress=False)
+    gallery = tmp_path / "gallery"
+    pipe = ChairPipeline.from_config(tiny_config(32, e_gallery=4, e_temperature=4.0), seed=0)
+    with torch.no_grad():
+        torch.nn.init.normal_(pipe.encoder.head.bias)
+        pipe.encoder.gallery_codes.copy_(pipe.sample_latents(4, seed=5))
+        pipe.encoder.gallery_embeddings.normal_()
+    pipe.save_pretrained(gallery)
     out = tmp_path / "eval"
     assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint",
-                       str(tiny_checkpoint), "--renders", str(renders), "--out", str(out), "--threads", "1"]) == 0
+                       str(gallery), "--renders", str(renders), "--out", str(out), "--threads", "1",
+                       "--threshold", "0.3"]) == 0
     report = json.loads((out / "eval_photo.json").read_text())
-    assert report["renders"]["n"] == 4 and report["renders"]["chairs"] == 2
+    r = report["renders"]
+    assert r["n"] == 4 and r["chairs"] == 2 and r["k"] == 4 and report["temperature"] == 4.0
     assert "train voxels" in report["mean_chair"]
-    assert report["calibration"]["renders"] == 4 and report["calibration"]["temperature"] > 0
-    assert "ap_cal" in report["ikea"] and "ap_cal" in report["renders"]
-    # the mean chair is also scored at its own level, fitted on the calibration renders' chairs
+    test = photo_data.PhotoSet(renders, "test")
+    with torch.inference_mode():
+        shown = pipe.generate(pipe.encoder(test.pictures(np.arange(4)))) >= 0.5
+    truths = [test.voxels[test.chair[i]] > 0 for i in range(4)]
+    expected = np.mean([(s & t).sum() / (s | t).sum() for s, t in zip(shown, truths)])
+    assert r["iou"] == pytest.approx(expected)
+    assert r["iou"] <= r["iou_best_candidate"] <= 1 and 0 <= r["iou_threshold"] <= 1
     level = report["mean_chair_level"]["level"]
-    assert level in MEAN_LEVELS and report["ikea"]["mean_level"] == report["renders"]["mean_level"] == level
-    assert 0 <= report["ikea"]["mean_chair_iou_level"] <= 1 and 0 <= report["renders"]["mean_chair_iou_level"] <= 1
+    assert level in MEAN_LEVELS and report["ikea"]["mean_level"] == r["mean_level"] == level
+    assert 0 <= report["ikea"]["mean_chair_iou_level"] <= 1 and 0 <= r["mean_chair_iou_level"] <= 1
     printed = capsys.readouterr().out
-    assert "held-out renders" in printed and "temperature T =" in printed and "at its own level" in printed
-    assert "ap_mu" not in report["renders"]  # no predictive spread: reconstruct() is G(mu)
-
-    # photo-spread fits s on those renders and writes it; eval-photo then scores what
-    # reconstruct() returns (the predictive occupancy) with G(mu) beside it.
-    spread = tmp_path / "spread"
-    shutil.copytree(tiny_checkpoint, spread)
-    weights = (spread / "encoder" / "model.safetensors").read_bytes()
-    assert train_main(["photo-spread", "--checkpoint", str(spread), "--renders", str(renders), "--samples", "2",
-                       "--write", "--threads", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "<- best AP" in printed and "wrote e_predictive_std" in printed
-    table = [line for line in printed.splitlines() if line.strip().startswith("s = ")]
-    assert len(table) == 10
-    assert all("IoU@0.3" in line and "IoU@0.4" in line and "IoU@0.5" in line for line in table)
-    assert "the best IoU level is" in printed and "eval-photo --threshold" in printed
-    pipe = ChairPipeline.from_pretrained(spread)
-    assert (spread / "encoder" / "model.safetensors").read_bytes() == weights
-    best = float([line for line in table if "best" in line][0].split()[2])
-    assert pipe.encoder.config.e_predictive_std == best
-    # --ikea fits on real photos instead, scored at their 20^3 as eval-photo scores them.
-    assert train_main(["photo-spread", "--checkpoint", str(spread), "--renders", str(renders), "--samples", "2",
-                       "--ikea", str(data_dir / "ikea_chairs_dev"), "--stds", "0", "0.5", "--write", "--threads", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "on 48 real photos of" in printed
-    table = [line.split() for line in printed.splitlines() if line.strip().startswith("s = ")]
-    assert [row[2] for row in table] == ["0", "0.5"]
-    best = [row for row in table if "best" in row][0]
-    assert ChairPipeline.from_pretrained(spread).encoder.config.e_predictive_std == float(best[2])
-    write_spread(spread, 1.0)  # whatever the untrained model preferred
-    assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint", str(spread),
-                       "--renders", str(renders), "--out", str(tmp_path / "eval2"), "--threads", "1"]) == 0
-    report = json.loads((tmp_path / "eval2" / "eval_photo.json").read_text())
-    assert report["samples"] == 256  # reconstruct's draws unless --samples says otherwise
-    assert "ap_mu" in report["renders"] and "ap_mu" in report["ikea"]
-    assert report["renders"]["ap"] != report["renders"]["ap_mu"]
-    assert "predictive occupancy" in capsys.readouterr().out
+    assert "held-out renders" in printed and "shown chair" in printed and "best of the 4 candidates" in printed
 
 
 def test_eval_photo_bad_inputs_are_clear(data_dir, tiny_checkpoint, tmp_path, capsys):
@@ -224,8 +189,8 @@ def test_eval_photo_bad_inputs_are_clear(data_dir, tiny_checkpoint, tmp_path, ca
     assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint", str(bare)]) == 2
     assert "no image encoder" in capsys.readouterr().err
     assert train_main(["eval-photo", "--data", str(data_dir / "ikea_chairs_dev"), "--checkpoint", str(tiny_checkpoint),
-                       "--samples", "0"]) == 2
-    assert "--samples must be in [1, 1024]" in capsys.readouterr().err
+                       "--k", "3"]) == 2
+    assert "--k must be from 1 to 1" in capsys.readouterr().err
 
 
 def test_load_ikea_pairs_every_photo_with_its_model(data_dir, mean32):
@@ -233,30 +198,6 @@ def test_load_ikea_pairs_every_photo_with_its_model(data_dir, mean32):
     assert len(items) == 48 and all(item.image.is_file() for item in items)
     assert {item.voxel_id for item in items} == {"54", "73", "78"}
     assert all(item.gt.shape == (20, 20, 20) and item.gt.dtype == bool for item in items)
-
-
-def test_spread_table_reads_iou_at_each_level(tiny_checkpoint, tmp_path):
-    """photo-spread's IoU at each level is score()'s IoU at that level of the same predictive
-    (s = 0: G(mu) itself), so a level picked from its table is the one eval-photo --threshold uses."""
-    import torch
-
-    from test_photo_encoder import make_chairs
-    from train.photo_spread import LEVELS, spread_table
-
-    data = make_chairs(tmp_path / "boxes", n=4)
-    renders = photo_data.build(photo_data.PhotoSetConfig(data=str(data), out=str(tmp_path / "photos"), image_size=32,
-                                                         views=1, test_views=1, workers=1), progress=False)
-    pipe = ChairPipeline.from_pretrained(tiny_checkpoint)
-    photos = photo_data.PhotoSet(renders, "train")
-    idx = np.arange(len(photos))
-    [row] = spread_table(pipe, photos, idx, candidates=(0.0,), samples=2)
-    with torch.inference_mode():
-        prob = pipe.generate(pipe.encoder(photos.pictures(idx))[0])
-    truths = [photos.voxels[photos.chair[i]] > 0 for i in idx]
-    assert set(row["iou_at"]) == set(LEVELS) and row["iou"] == row["iou_at"][0.5]
-    for level in LEVELS:
-        expected = np.mean([score(p, t, level)[1] for p, t in zip(prob, truths)])
-        assert row["iou_at"][level] == pytest.approx(expected)
 
 
 def test_mean_chair_level_is_the_best_iou_level():

@@ -97,6 +97,7 @@ def test_training_writes_run_with_gallery_and_temperature_and_keeps_the_generato
     figures = json.loads((out / "checkpoint" / "train_config.json").read_text())["figures"]
     assert figures["step"] == 3 and 0.0 <= figures["val_iou"] <= 1.0
     assert ecfg.e_temperature == figures["temperature"] and str(ecfg.e_temperature) in figures["val_ap_by_temperature"]
+    assert 0 <= ecfg.e_min_similarity == round(figures["min_similarity"], 4) <= 1
     photo = setup[2] / "sheet.png"
     z = pipe.candidates(str(photo), k=4)
     assert z.shape == (4, ecfg.z_dim) and torch.equal(z[0], pipe.encode(str(photo))[0])
@@ -217,3 +218,45 @@ def test_generated_chairs_join_each_batch_with_their_codes(setup, generated, tmp
     with pytest.raises(Exception, match="either --data"):
         photo_data.build(photo_data.PhotoSetConfig(data=str(setup[0]), generator=str(setup[1]), count=2,
                                                    out=str(tmp_path / "z")))
+
+
+# ----------------------------------------------------------------------------- the shipped encoder
+@pytest.fixture(scope="module")
+def shipped():
+    from conftest import SHIPPED
+
+    if not (SHIPPED / "encoder" / "config.json").is_file():
+        pytest.skip(f"{SHIPPED} has no photo encoder")
+    return ChairPipeline.from_pretrained(SHIPPED)
+
+
+@pytest.mark.slow
+def test_shipped_encoder_reconstructs_held_out_renders(shipped, data_dir):
+    """Renders of ModelNet *test* chairs (never trained on): the shown chair overlaps the true
+    one well above what unrelated chairs do, reconstruct's 0.5 level is that chair, and the
+    candidates come best first with the photo's own code."""
+    from vaegan.datasets import load_chairs
+    from vaegan.photo_render import render_photo
+
+    chairs, _ = load_chairs(data_dir / "modelnet10_chair_vol30", "test", 32)
+    chairs = chairs[::10]  # 10 chairs, one render each
+    photos = [render_photo(c.astype(np.float32), seed) for seed, c in enumerate(chairs)]
+    shown = shipped.generate(shipped.encode(photos)) >= 0.5
+    truth = chairs > 0
+    iou = (shown & truth).sum((1, 2, 3)) / (shown | truth).sum((1, 2, 3))
+    assert iou.mean() > 0.35, iou
+    soft = shipped.reconstruct(photos[0])
+    assert np.array_equal(soft >= 0.5, shown[0])
+    z = shipped.candidates(photos[0], k=4)
+    assert z.shape == (4, shipped.z_dim) and torch.equal(z[0], shipped.encode(photos[0])[0])
+    assert shipped.chair_similarity(photos[0])[1]
+
+
+@pytest.mark.slow
+def test_shipped_encoder_flags_pictures_without_a_chair(shipped):
+    """Photos of other things (scikit-image's sample pictures) look like no stored chair."""
+    from skimage import data as samples
+
+    flagged = [not shipped.chair_similarity(getattr(samples, name)())[1]
+               for name in ("astronaut", "coffee", "rocket", "chelsea")]
+    assert sum(flagged) >= 3, flagged

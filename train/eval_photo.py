@@ -217,15 +217,16 @@ def predict(pipe: ChairPipeline, images: torch.Tensor, k: int = 1, batch_size: i
 
 
 def _score_row(soft: np.ndarray, shown: np.ndarray, gt: np.ndarray, threshold: float, to_grid=None) -> dict:
-    """AP x100 of the soft occupancy, IoU of the shown chair (its 0.5 level) and of the soft
-    occupancy at `threshold`, the best IoU among the candidates, all in the ground truth's grid."""
+    """In the ground truth's grid: AP x100 of the soft occupancy, IoU of the shown chair
+    (shown[0], resampled like any prediction and cut at 0.5), IoU of the soft occupancy at
+    `threshold` when that is not 0.5, and the best IoU among the candidates shown[1:] too."""
     to_grid = to_grid or (lambda p: p)
-    ap, iou = score(to_grid(soft), gt, 0.5)
-    row = {"ap": 100 * ap, "iou": iou}
+    ious = [occupancy_iou(to_grid(c.astype(np.float32)), gt) for c in shown]
+    row = {"ap": 100 * score(to_grid(soft), gt)[0], "iou": ious[0]}
     if threshold != 0.5:
         row["iou_threshold"] = occupancy_iou(to_grid(soft), gt, threshold)
     if len(shown) > 1:
-        row["iou_best_candidate"] = max(occupancy_iou(to_grid(c.astype(np.float32)), gt) for c in shown)
+        row["iou_best_candidate"] = max(ious)
     return row
 
 
@@ -329,7 +330,8 @@ def add_arguments(parser) -> None:
                         "--renders (default: <data>/../modelnet10_chair_vol30)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="also report IoU of reconstruct() at this level (default: %(default)s: the shown chair)")
-    parser.add_argument("--k", type=int, default=4, help="candidates per photo for the best-of-k IoU (default: %(default)s)")
+    parser.add_argument("--k", type=int, default=0,
+                        help="candidates per photo for the best-of-k IoU (default 0: as the app, min(4, 1 + gallery))")
     parser.add_argument("--render-limit", type=int, default=0, help="evaluate at most this many renders (0 = all)")
     parser.add_argument("--out", default="", help="folder for eval_photo.json, the per-photo CSV and a sheet")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
@@ -371,14 +373,15 @@ def main(args) -> int:
     start = time.perf_counter()
     pipe = ChairPipeline.from_pretrained(args.checkpoint)
     encoder = pipe._require_encoder()
-    if not 1 <= args.k <= max(1, 1 + encoder.config.e_gallery):
+    k = args.k or min(4, 1 + encoder.config.e_gallery)
+    if not 1 <= k <= 1 + encoder.config.e_gallery:
         raise ValueError(f"--k must be from 1 to {1 + encoder.config.e_gallery} for this encoder, got {args.k}")
     mean, mean_source = training_mean_chair(args.renders, args.modelnet, args.data, pipe.resolution)
     if mean.shape[0] != pipe.resolution:
         raise VoxelError(f"the mean chair is {mean.shape[0]}^3 but the generator makes {pipe.resolution}^3")
     items = load_ikea(args.data, mean)
     report = {"checkpoint": str(args.checkpoint), "mean_chair": mean_source, "threshold": args.threshold,
-              "k": args.k, "temperature": encoder.config.e_temperature}
+              "k": k, "temperature": encoder.config.e_temperature}
     mean_level = None
     if args.renders:
         from .photos import PhotoSet
@@ -388,7 +391,7 @@ def main(args) -> int:
         mean_level = mean_chair_level(mean, train_photos.voxels[np.unique(train_photos.chair[idx])])
         report["mean_chair_level"] = {"level": mean_level, "fitted_on": source}
         print(f"mean chair level {mean_level:g}, chosen on the chairs of {len(idx)} {source}")
-    ikea = evaluate_ikea(pipe, items, mean, args.threshold, mean_level, args.k)
+    ikea = evaluate_ikea(pipe, items, mean, args.threshold, mean_level, k)
     report["ikea"] = {k: v for k, v in ikea.items() if k != "rows"}
     _print_block(f"IKEA photos ({ikea['n']}, {args.data}), at 20^3:", ikea)
     for model, m in ikea["by_model"].items():
@@ -405,7 +408,7 @@ def main(args) -> int:
             print(f"held-out renders: skipped ({err})")
         else:
             renders = evaluate_renders(pipe, test, mean, args.threshold, args.render_limit, mean_level=mean_level,
-                                       k=args.k)
+                                       k=k)
             report["renders"] = {k: v for k, v in renders.items() if k != "rows"}
             _print_block(f"held-out renders ({renders['n']} of {renders['chairs']} ModelNet test chairs), "
                          f"at {pipe.resolution}^3:", renders)

@@ -28,10 +28,12 @@ scores the chair the user is shown. With `freeze_bn` the backbone's BatchNorm ke
 ImageNet statistics (eval mode): batches of 32 renders are a poor estimate of real-photo
 statistics.
 
-After training: the gallery for `ChairPipeline.candidates` (every training chair's code and
-the unit mean embedding of `gallery_views` of its renders) and `e_temperature`, the T of
-`reconstruct`'s sigmoid(G's logits / T) with the best AP on renders of the held-out val
-chairs, are written into the encoder. Nothing is chosen on IKEA photos.
+After training (`finish_encoder`), from the best held-out step: the gallery for
+`ChairPipeline.candidates` (every training chair's code and the unit mean embedding of
+`gallery_views` of its renders), `e_temperature`, the T of `reconstruct`'s
+sigmoid(G's logits / T) with the best AP on renders of the held-out val chairs, and
+`e_min_similarity`, below which a photo probably shows no chair. Nothing is chosen on IKEA
+photos.
 
 A run folder: config.json, codes.npz, state.pt (everything --resume needs, atomic),
 metrics.csv, eval.csv (held-out IoU@0.5 of the shown chair), best/ (the pipeline with the
@@ -311,19 +313,25 @@ def save_pipeline(source: ChairPipeline, encoder: ImageEncoder, folder: Path, cf
     shutil.rmtree(old, ignore_errors=True)
 
 
-def finish_encoder(encoder: ImageEncoder, gen: Generator, photos, codes: np.ndarray, val_idx: np.ndarray,
-                   cfg: PhotoEncoderConfig) -> tuple[ImageEncoder, dict]:
+def finish_encoder(encoder: ImageEncoder, gen: Generator, photos, codes: np.ndarray, val_chairs: np.ndarray,
+                   val_idx: np.ndarray, cfg: PhotoEncoderConfig) -> tuple[ImageEncoder, dict]:
     """A copy of `encoder` with its gallery (every training chair: code and the unit mean
-    embedding of `gallery_views` renders) and e_temperature (best AP on the val renders)."""
+    embedding of `gallery_views` renders), e_temperature (best AP on the val renders) and
+    e_min_similarity: the lowest similarity of a val render to the gallery of the *other*
+    chairs, so that every held-out chair render counts as a chair."""
     views = np.stack([np.flatnonzero(photos.chair == c)[:cfg.gallery_views] for c in range(len(photos.names))])
     h, _ = embed_and_code(encoder, photos, views.ravel())  # (C * V, F)
     gallery = F.normalize(F.normalize(h, dim=1).view(len(views), views.shape[1], -1).mean(1), dim=1)  # (C, F)
     figures = held_out_figures(encoder, gen, photos, val_idx, TEMPERATURES)
     best_t = max(figures["aps"], key=figures["aps"].get)
-    final = ImageEncoder(dataclasses.replace(encoder.config, e_gallery=len(views), e_temperature=best_t))
+    val_h, _ = embed_and_code(encoder, photos, val_idx)
+    others = torch.from_numpy(~np.isin(np.arange(len(views)), val_chairs))
+    min_similarity = float((F.normalize(val_h, dim=1) @ gallery[others].T).max(1).values.min().clamp(0, 1))
+    final = ImageEncoder(dataclasses.replace(encoder.config, e_gallery=len(views), e_temperature=best_t,
+                                             e_min_similarity=round(min_similarity, 4)))
     state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("gallery_")}
     final.load_state_dict({**state, "gallery_codes": torch.from_numpy(codes).float(), "gallery_embeddings": gallery})
-    return final.eval(), {"val_iou": figures["val_iou"], "temperature": best_t,
+    return final.eval(), {"val_iou": figures["val_iou"], "temperature": best_t, "min_similarity": min_similarity,
                           "val_ap_by_temperature": {str(t): round(a, 2) for t, a in figures["aps"].items()}}
 
 
@@ -459,7 +467,7 @@ def train(cfg: PhotoEncoderConfig, resume: bool = False) -> Path:
     # The shipped encoder: the best held-out step, with its gallery and temperature.
     if (out / "best").is_dir():
         encoder = ChairPipeline.from_pretrained(out / "best").encoder
-    final_encoder, figures = finish_encoder(encoder, gen, photos, codes, val_idx, cfg)
+    final_encoder, figures = finish_encoder(encoder, gen, photos, codes, val_chairs, val_idx, cfg)
     final = out / "checkpoint"
     save_pipeline(source, final_encoder, final, cfg, {"step": step, "minutes": round(elapsed / 60, 2),
                                                      "code_iou": float(code_iou.mean()), **figures})

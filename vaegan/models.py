@@ -165,6 +165,13 @@ class ImageEncoder(HubModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.code(self.embed(images))
 
+    def similarity(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B,): the cosine similarity of each photo's embedding to the most
+        similar stored gallery chair (how much it looks like a chair this encoder knows)."""
+        if not len(self.gallery_embeddings):
+            raise ValueError("this encoder stores no gallery chairs to compare the photo with")
+        return (F.normalize(self.embed(images), dim=1) @ self.gallery_embeddings.T).max(1).values
+
     def candidates(self, images: torch.Tensor, k: int) -> torch.Tensor:
         """(B, 3, S, S) -> (B, k, z_dim): the photo's own code, then the codes of the k - 1
         gallery chairs whose renders' embedding is nearest by cosine, most similar first."""
