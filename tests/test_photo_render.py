@@ -129,6 +129,43 @@ def test_backgrounds(kind):
     assert bg.shape == (48, 64, 3) and bg.dtype == np.float32 and 0 <= bg.min() and bg.max() <= 1
 
 
+def test_studio_background_is_a_white_product_shot():
+    bg = pr.background(np.random.default_rng(0), 48, 64, "studio")
+    assert bg.min() > 0.85 and bg[24, 32].min() > 0.94
+
+
+def test_cushion_colours_the_seat_and_nothing_else(mesh):
+    """A seat pad changes the colour around the seat height only: legs and backrest top keep
+    the chair's own colour."""
+    assert abs(pr.seat_height(mesh) - mesh.vertices[mesh.faces].mean(1)[:, 2][
+        np.argmax(mesh.area_faces * (mesh.face_normals[:, 2] > 0.8))]) < 0.1
+    base = pr.PhotoParams(azimuth=-30, elevation=25, color=(0.3, 0.3, 0.3), background="plain", shadow=0.0,
+                          noise=0.0)
+    padded = pr.PhotoParams(**{**base.__dict__, "cushion_color": (0.9, 0.1, 0.1)})
+    plain, mask = pr.render_view(mesh, base, 96)
+    red, _ = pr.render_view(mesh, padded, 96)
+    changed = (np.abs(red - plain).max(-1) > 0.1) & mask
+    assert 0.05 < changed.sum() / mask.sum() < 0.6
+    rows = np.flatnonzero(changed.any(1))
+    chair_rows = np.flatnonzero(mask.any(1))
+    assert rows.min() > chair_rows.min() and rows.max() < chair_rows.max()  # not the top, not the feet
+
+
+def test_cut_framing_crops_into_the_chair(mesh):
+    """With `cut` the frame takes part of the chair off one side: what is left is scaled up to
+    fill the picture, so the chair covers more of it (prepare_image keeps its margin)."""
+    params = pr.sample_params(np.random.default_rng(1))
+    params.framing, params.cut, params.background, params.occluder = "tight", 0.25, "plain", False
+    params.color, params.texture, params.second_color, params.cushion_color = (0.2, 0.2, 0.2), "plain", None, None
+
+    def chair_cover(cut: float) -> float:
+        params.cut = cut
+        image = pr.render_photo(mesh, np.random.default_rng(2), size=64, params=params)
+        return float((image.astype(int).sum(-1) < 3 * 120).mean())  # the dark chair on a light background
+
+    assert chair_cover(0.25) > 1.15 * chair_cover(0.0)
+
+
 def test_background_photos_ship_with_the_packages(monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network disabled in this test")

@@ -40,20 +40,3 @@ def open_checkpoint(checkpoint: str, threads: int = 0) -> ChairPipeline:
     pipe = ChairPipeline.from_pretrained(checkpoint)
     to_channels_last(pipe.generator)
     return pipe
-
-
-def add_timed_run_arguments(parser: argparse.ArgumentParser, minutes: float, lr: float, every: int) -> None:
-    """The flags of the time-boxed encoder commands (known-z, bank-encoder, voxel-probe)."""
-    parser.add_argument("--minutes", type=float, default=minutes, help="training time (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=lr, help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--every", type=int, default=every, help="steps between checks (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-
-
-def optimiser_step(opt, loss, running: float | None) -> float:
-    """One step of `opt` on `loss`; returns the running (exponential, 0.98) mean of the loss."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.item() if running is None else 0.98 * running + 0.02 * loss.item()

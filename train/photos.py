@@ -2,7 +2,7 @@
 
     python -m train.photos --data ../shared/data/modelnet10_chair_vol30 --out runs/photos
 
-`python -m train vaegan` calls `build` itself when its renders folder is missing. Every chair
+`python -m train photo-encoder` calls `build` itself when its renders folder is missing. Every chair
 (pose `_1`, so upright and facing -x) is rendered `views` times by `vaegan.photo_render`; the
 renders of one chair depend only on (seed, split, chair index), never on the worker count.
 The official ModelNet test split is rendered too (`test_views` per chair) for the held-out
@@ -22,7 +22,7 @@ Generated chairs (`--generator CKPT --count N` instead of `--data`): N samples o
 generator, each thresholded at 0.5 and cleaned to its largest piece as the app meshes it,
 rendered the same way into a train split whose meta also holds `latents` float32 (C, z_dim),
 the z of each chair. These are photos whose latent code is known exactly, the second data
-source of `python -m train vaegan --generated` (see there).
+source of `python -m train photo-encoder --generated` (see there).
 
     python -m train.photos --generator checkpoints/chair32 --count 2000 --views 8 --out runs/photos_gen
 """

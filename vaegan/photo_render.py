@@ -11,16 +11,19 @@ picture that looks like a cropped photo of a chair in a room, ready for the enco
   term and Blinn-Phong specular, computed in linear light and gamma-encoded; a random
   furniture colour (woods, white/black/grey paints, fabric colours), optionally solid wood
   grain or a fabric weave, optionally a second material (metal, dark wood) below a random
-  height, as on swivel chairs and painted frames;
+  height, as on swivel chairs and painted frames; sometimes an upholstered seat pad of a
+  fabric colour (`seat_height` finds the seat);
 - backgrounds: random crops of the colour photographs that scikit-image and scikit-learn
   ship inside their wheels (no download), tinted greyscale textures from the same packages,
   procedural rooms (wall + plank / carpet / tile floor with a horizon), gradients with
-  low-frequency noise, and plain colours; a soft contact and cast shadow on the ground;
+  low-frequency noise, plain colours, and white product-shot sweeps ("studio"); a soft
+  contact and cast shadow on the ground;
 - photography: occluding table edges, exposure / contrast / white-balance jitter, sensor
   noise, low resolution and JPEG compression;
 - framing: most pictures are cut to the chair's box with a random margin (like the IKEA
-  crops and like a user who crops the photo), the rest keep the whole canvas (the chair at a
-  random scale and offset); then `vaegan.images.prepare_image`, the same function every real
+  crops and like a user who crops the photo), some with one side of the frame cutting into
+  the chair (`cut`), the rest keep the whole canvas (the chair at a random scale and
+  offset); then `vaegan.images.prepare_image`, the same function every real
   photo goes through, makes the (S, S) picture. Training and use see one preprocessing.
 
 Why a small numpy rasteriser: there is no GPU or display here, pyrender needs OSMesa/EGL
