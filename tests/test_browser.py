@@ -11,7 +11,6 @@ CI installs both (.ci/run, requirements-dev.txt).
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import SHIPPED, tiny_config
-from vaegan import ChairPipeline, attributes, latents
+from vaegan import ChairPipeline, attributes
 from vaegan import directions as dirs
 from vaegan.errors import LatentError
 

@@ -4,7 +4,6 @@ pipeline. Tests that need ../shared/data skip with the reason when it is absent.
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest

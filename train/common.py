@@ -25,6 +25,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls, list_field
             parser.add_argument(flag, type=type(value), default=value, help=f"(default: {value!r})")
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, config_cls, list_fields: tuple[str, ...] = ()) -> None:
+    """A training command's flags: one per config field, then --resume and --dry-run."""
+    add_config_arguments(parser, config_cls, list_fields)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from state.pt")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def print_config(cfg) -> int:
+    """--dry-run: validate the resolved config and print it as JSON."""
+    import json
+    from dataclasses import asdict
+
+    cfg.validate()
+    print(json.dumps(asdict(cfg), indent=2))
+    return 0
+
+
 def config_values(args: argparse.Namespace, config_cls) -> dict:
     """The parsed flags of `add_config_arguments`, by field name."""
     return {f.name: getattr(args, f.name) for f in fields(config_cls)}

@@ -41,7 +41,7 @@ from vaegan.pipeline import ChairPipeline
 from vaegan.render import contact_sheet, render_grids
 from vaegan.voxels import chair_ious
 
-from .common import add_config_arguments, config_values
+from .common import add_run_arguments, config_values
 
 log = logging.getLogger(__name__)
 
@@ -612,9 +612,7 @@ def export_run(run: str | Path, folder: str | Path) -> Path:
 # ----------------------------------------------------------------------------- CLI
 def add_arguments(parser) -> None:
     """One flag per TrainConfig field (`--g-widths 256 128 64`, `--no-mirror`, ...)."""
-    add_config_arguments(parser, TrainConfig, list_fields=("d_widths",))
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from state.pt")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    add_run_arguments(parser, TrainConfig, list_fields=("d_widths",))
     parser.add_argument("--export", metavar="FOLDER",
                         help="write the run's latest state (in --out) as a pipeline folder and exit")
 

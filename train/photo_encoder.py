@@ -58,12 +58,12 @@ from sklearn.metrics import average_precision_score
 from tqdm import tqdm
 
 from vaegan.config import ModelConfig
-from vaegan.errors import CheckpointError, ConfigError
+from vaegan.errors import ConfigError
 from vaegan.models import Generator, ImageEncoder, to_channels_last
 from vaegan.pipeline import ChairPipeline
 
 from . import photos as photo_data
-from .common import add_config_arguments, config_values
+from .common import add_run_arguments, config_values, print_config
 from .gan import CsvLog, atomic_torch_save, load_resume_state, split_by_id
 
 log = logging.getLogger(__name__)
@@ -479,17 +479,13 @@ def train(cfg: PhotoEncoderConfig, resume: bool = False) -> Path:
 # ----------------------------------------------------------------------------- CLI
 def add_arguments(parser) -> None:
     """One flag per PhotoEncoderConfig field (`--code-weight 1`, `--no-freeze-bn`, ...)."""
-    add_config_arguments(parser, PhotoEncoderConfig)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from state.pt")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    add_run_arguments(parser, PhotoEncoderConfig)
 
 
 def main(args) -> int:
     cfg = PhotoEncoderConfig(**config_values(args, PhotoEncoderConfig))
     if args.dry_run:
-        cfg.validate()
-        print(json.dumps(asdict(cfg), indent=2))
-        return 0
+        return print_config(cfg)
     start = time.perf_counter()
     final = train(cfg, resume=args.resume)
     print(f"wall time {(time.perf_counter() - start) / 60:.1f} min -> {final}")

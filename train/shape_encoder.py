@@ -44,7 +44,7 @@ from vaegan.errors import ConfigError
 from vaegan.models import ShapeEncoder, to_channels_last
 from vaegan.voxels import chair_ious
 
-from .common import add_config_arguments, config_values, open_checkpoint
+from .common import add_run_arguments, config_values, open_checkpoint, print_config
 from .gan import atomic_torch_save, load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
 from .photo_encoder import detached_copy
 
@@ -206,16 +206,12 @@ def test_report(checkpoint: str, encoder_dir: Path, data: str) -> dict:
 
 # ----------------------------------------------------------------------------- CLI
 def add_arguments(parser) -> None:
-    add_config_arguments(parser, ShapeEncoderConfig)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from state.pt")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    add_run_arguments(parser, ShapeEncoderConfig)
 
 
 def main(args) -> int:
     cfg = ShapeEncoderConfig(**config_values(args, ShapeEncoderConfig))
     if args.dry_run:
-        cfg.validate()
-        print(json.dumps(asdict(cfg), indent=2))
-        return 0
+        return print_config(cfg)
     train(cfg, resume=args.resume)
     return 0

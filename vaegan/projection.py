@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import novelty
-from .errors import ConfigError, VoxelError
+from .errors import ConfigError
 from .voxels import check_grids
 
 __all__ = ["ProjectionConfig", "ProjectionResult", "LatentBank", "REFINE", "check_targets", "latent_bank", "project",
