@@ -169,6 +169,7 @@ def test_eval_photo_reports_held_out_renders_and_candidates(data_dir, tiny_check
     expected = np.mean([(s & t).sum() / (s | t).sum() for s, t in zip(shown, truths)])
     assert r["iou"] == pytest.approx(expected)
     assert r["iou"] <= r["iou_best_candidate"] <= 1 and 0 <= r["iou_threshold"] <= 1
+    assert r["reconstruct_vs_shown_iou"] > 0.9  # (an untrained G: ties where its logits round to 0)
     level = report["mean_chair_level"]["level"]
     assert level in MEAN_LEVELS and report["ikea"]["mean_level"] == r["mean_level"] == level
     assert 0 <= report["ikea"]["mean_chair_iou_level"] <= 1 and 0 <= r["mean_chair_iou_level"] <= 1
