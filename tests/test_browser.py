@@ -27,6 +27,9 @@ CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "artifacts" / "browser"
 DOCS = ROOT / "docs"
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
+# The photo the test uploads: the project's first example render, or a real photo named by
+# CHAIR_STUDIO_PHOTO (the model card's screenshot used an IKEA development photo).
+PHOTO = Path(os.environ.get("CHAIR_STUDIO_PHOTO") or EXAMPLES[0])
 CHROMIUM_ARGS = [
     "--no-sandbox",
     # No GPU here: WebGL through SwiftShader (Babylon tries WebGPU first, logs an error, then
@@ -177,9 +180,9 @@ def test_sample_slider_and_photo_render_in_chromium(page):
     plot = wait_rendered(page, "#plot .js-plotly-plot", changed_from=plot)
     shot(page, "explore")
 
-    # 3. Photo -> chair: upload one of the project's own example renders.
+    # 3. Photo -> chair: upload one of the project's own example renders (or CHAIR_STUDIO_PHOTO).
     open_tab(page, "Photo → chair")
-    page.locator("#photo-in input[type=file]").set_input_files(str(EXAMPLES[0]))
+    page.locator("#photo-in input[type=file]").set_input_files(str(PHOTO))
     page.get_by_role("button", name="Make chair").click()
     wait_info(page, "from photo")
     viewer = wait_rendered(page, "#model3d canvas", changed_from=viewer)
