@@ -386,10 +386,6 @@ class Studio:
         _, seen = self.pipe.preprocess(_image_input(image))  # ImageError for bad files
         k = min(PHOTO_CANDIDATES, 1 + self.pipe.encoder.config.e_gallery) if self.pipe.encoder is not None else 1
         zs = np.asarray(self.pipe.candidates(seen, k=k), dtype=np.float32)  # (k, z_dim), the photo's own code first
-        similarity, looks_like_chair = self.pipe.chair_similarity(seen)
-        if not looks_like_chair:
-            gr.Warning(f"This photo may not show a chair: it looks less like any known chair "
-                       f"(similarity {similarity:.2f}) than every test render did. The chairs are a guess.")
         captions = ["from photo"] + [f"alternative {i}" for i in range(1, k)]
         with self.output(request, "photo") as folder:  # session files, not ones in Gradio's cache
             seen_path = folder / "seen.png"
@@ -602,7 +598,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                                         "thumbnails are training chairs that look most like it. Click one to open "
                                         "it; each can be edited with the sliders or used in A − B + C and "
                                         "Interpolate (source \"Photo candidate\"). The model card says how close "
-                                        "the chairs come.")
+                                        "the chairs come; any photo gives a chair, even one without a chair in it.")
                         with gr.Row():
                             photo_in = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"],
                                                 label="Photo", height=240, elem_id="photo-in")

@@ -97,7 +97,6 @@ def test_training_writes_run_with_gallery_and_temperature_and_keeps_the_generato
     figures = json.loads((out / "checkpoint" / "train_config.json").read_text())["figures"]
     assert figures["step"] == 3 and 0.0 <= figures["val_iou"] <= 1.0
     assert ecfg.e_temperature == figures["temperature"] and str(ecfg.e_temperature) in figures["val_ap_by_temperature"]
-    assert 0 <= ecfg.e_min_similarity == round(figures["min_similarity"], 4) <= 1
     photo = setup[2] / "sheet.png"
     z = pipe.candidates(str(photo), k=4)
     assert z.shape == (4, ecfg.z_dim) and torch.equal(z[0], pipe.encode(str(photo))[0])
@@ -249,38 +248,3 @@ def test_shipped_encoder_reconstructs_held_out_renders(shipped, data_dir):
     assert np.array_equal(soft >= 0.5, shown[0])
     z = shipped.candidates(photos[0], k=4)
     assert z.shape == (4, shipped.z_dim) and torch.equal(z[0], shipped.encode(photos[0])[0])
-    assert shipped.chair_similarity(photos[0])[1]
-
-
-@pytest.mark.slow
-def test_shipped_encoder_flags_pictures_without_a_chair(shipped):
-    """Photos of other things (scikit-image's sample pictures) look like no stored chair."""
-    from skimage import data as samples
-
-    flagged = [not shipped.chair_similarity(getattr(samples, name)())[1]
-               for name in ("astronaut", "coffee", "rocket", "chelsea")]
-    assert sum(flagged) >= 3, flagged
-
-
-def test_gallery_head_classifies_among_the_training_chairs(setup, generated, tmp_path):
-    """--head gallery: the encoder's classes are the training chairs (val chairs held out), its
-    code is the most probable chair's stored code, its candidates the next most probable."""
-    from train.photo_encoder import gallery_loss, soft_targets
-
-    out = tmp_path / "run"
-    assert train_main(args(setup, out, "--steps", "2", "--head", "gallery", "--generated", str(generated))) == 0
-    pipe = ChairPipeline.from_pretrained(out / "checkpoint")
-    ecfg = pipe.encoder.config
-    assert ecfg.e_head == "gallery" and ecfg.e_gallery == 8  # 10 chairs, 2 held out
-    codes = torch.from_numpy(np.load(out / "codes.npz")["z"])
-    photo = str(setup[2] / "sheet.png")
-    z = pipe.candidates(photo, k=3)
-    assert torch.equal(z[0], pipe.encode(photo)[0])
-    assert all(any(torch.equal(c, row) for row in codes) for c in z)  # stored chairs' codes
-    with torch.no_grad():
-        logits = pipe.encoder.head(pipe.encoder.embed(pipe.preprocess(photo)[0][None]))[0]
-    assert torch.equal(z, pipe.encoder.gallery_codes[logits.topk(3).indices])
-    grids = photo_data.PhotoSet(setup[2], "train").voxels
-    q = soft_targets(grids[:3], grids, 30.0)
-    assert torch.allclose(q.sum(1), torch.ones(3)) and (q[torch.arange(3), torch.arange(3)] == q.max(1).values).all()
-    assert gallery_loss(torch.log(q), q) < gallery_loss(torch.zeros_like(q), q)

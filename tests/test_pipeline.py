@@ -105,22 +105,6 @@ def test_candidates_are_the_photo_code_then_the_nearest_gallery_chairs(tmp_path)
         pipe.candidates([image, image])
 
 
-def test_chair_similarity_compares_the_photo_with_the_gallery():
-    pipe = ChairPipeline.from_config(tiny_config(e_gallery=3), seed=0)
-    image = _photo()
-    assert pipe.chair_similarity(image) == (1.0, True)  # no threshold: nothing to judge by
-    with torch.no_grad():
-        h = torch.nn.functional.normalize(pipe.encoder.embed(pipe.preprocess(image)[0][None]), dim=1)[0]
-        pipe.encoder.gallery_embeddings.copy_(torch.stack([h, -h, h.roll(1)]))
-    pipe.encoder.config.e_min_similarity = 0.5
-    sim, ok = pipe.chair_similarity(image)
-    assert sim == pytest.approx(1.0, abs=1e-5) and ok
-    with torch.no_grad():
-        pipe.encoder.gallery_embeddings[0] = -h
-    sim, ok = pipe.chair_similarity(image)
-    assert sim < 0.5 and not ok
-
-
 def test_loading_a_checkpoint_reads_no_pickle(tmp_path, monkeypatch):
     """Every component, the photo encoder's backbone and gallery included, loads from safetensors."""
     import pickle

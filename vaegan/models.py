@@ -145,7 +145,7 @@ class ImageEncoder(HubModule):
         self.config = config
         self.backbone = EfficientNetLite(LITE0 if config.e_width == 1.0 else LITE0.scaled(config.e_width))
         features = self.backbone.out_features
-        self.head = nn.Linear(features, config.e_gallery if config.e_head == "gallery" else config.z_dim)
+        self.head = nn.Linear(features, config.z_dim)
         nn.init.normal_(self.head.weight, 0.0, 0.02)
         nn.init.zeros_(self.head.bias)
         self.register_buffer("gallery_codes", torch.zeros(config.e_gallery, config.z_dim))  # set by training
@@ -158,31 +158,17 @@ class ImageEncoder(HubModule):
         return self.backbone.features((images - self.mean) / self.std)
 
     def code(self, features: torch.Tensor) -> torch.Tensor:
-        """Pooled features (B, F) -> codes (B, z_dim): regressed (on the e_mu_radius shell when
-        set), or for a gallery head the stored code of the most probable gallery chair."""
-        if self.config.e_head == "gallery":
-            return self.gallery_codes[self.head(features).argmax(1)]
+        """Pooled features (B, F) -> codes (B, z_dim), on the e_mu_radius shell when set."""
         z = self.head(features)
         return to_radius(z, self.config.e_mu_radius) if self.config.e_mu_radius > 0 else z
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.code(self.embed(images))
 
-    def similarity(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B,): the cosine similarity of each photo's embedding to the most
-        similar stored gallery chair (how much it looks like a chair this encoder knows)."""
-        if not len(self.gallery_embeddings):
-            raise ValueError("this encoder stores no gallery chairs to compare the photo with")
-        return (F.normalize(self.embed(images), dim=1) @ self.gallery_embeddings.T).max(1).values
-
     def candidates(self, images: torch.Tensor, k: int) -> torch.Tensor:
         """(B, 3, S, S) -> (B, k, z_dim): the photo's own code, then the codes of the k - 1
         gallery chairs whose renders' embedding is nearest by cosine, most similar first."""
         h = self.embed(images)  # (B, F)
-        if self.config.e_head == "gallery":  # the k most probable chairs, most probable first
-            if len(self.gallery_codes) < k:
-                raise ValueError(f"k = {k} needs {k} stored gallery chairs; this encoder has {len(self.gallery_codes)}")
-            return self.gallery_codes[self.head(h).topk(k, dim=1).indices]
         own = self.code(h)[:, None]  # (B, 1, z_dim)
         if k == 1:
             return own

@@ -183,19 +183,6 @@ class ChairPipeline:
         return encoder.candidates(self._pictures(image), int(k))[0]
 
     @torch.inference_mode()
-    def chair_similarity(self, image) -> tuple[float, bool]:
-        """One photo -> (cosine similarity of its embedding to the most similar stored training
-        chair, whether that reaches the encoder's e_min_similarity, i.e. it looks like a chair).
-        (1.0, True) for an encoder without a gallery or threshold: nothing to judge by."""
-        encoder = self._require_encoder()
-        if not len(encoder.gallery_embeddings) or encoder.config.e_min_similarity <= 0:
-            return 1.0, True
-        if isinstance(image, (list, tuple)):
-            raise ImageError("chair_similarity takes one image")
-        sim = float(encoder.similarity(self._pictures(image))[0])
-        return sim, sim >= encoder.config.e_min_similarity
-
-    @torch.inference_mode()
     def reconstruct(self, image) -> np.ndarray:
         """One photo -> its chair as soft occupancy, np.float32 (R, R, R): sigmoid(G's logits / T)
         at `encode(photo)`, T = the encoder's e_temperature, so its 0.5 level is exactly the
