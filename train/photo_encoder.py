@@ -104,7 +104,7 @@ class PhotoEncoderConfig:
     # --- bookkeeping
     seed: int = 0
     log_every: int = 50
-    eval_every: int = 500
+    eval_every: int = 250  # the shipped run checked every 250 steps (best/ is chosen among these)
     ckpt_every_min: float = 5.0
     threads: int = 0  # torch threads; 0 keeps torch's default (all cores)
 
