@@ -291,22 +291,24 @@ class Studio:
             raise ChairSelectionError("there is no chair yet: sample one, upload a photo or load a latent first")
         return chair
 
+    def _listed(self, name: str, listing, index, what: str, missing: str) -> tuple[np.ndarray, str]:
+        """Operand `name` = chair #index of a listing state ({"z": [...]}: the Sample gallery or
+        the photo's candidates)."""
+        zs = (listing or {}).get("z") or []
+        if not zs:
+            raise ChairSelectionError(f"{name}: {missing}")
+        i = _number(index, f"{name} {what} #", 1, len(zs), integer=True)
+        return self._latent(zs[i - 1]), f"{name}: {what} #{i}"
+
     def _operand(self, name, source, seed, index, photo, batch, candidates, chair, truncation) -> tuple[np.ndarray, str]:
         if source == "Seed":
             seed_value = _number(seed, f"{name} seed", 0, MAX_SEED, integer=True)
             return self._prior(seed_value, truncation)[0], f"{name}: seed {seed_value}"
         if source == "Gallery pick":
-            zs = (batch or {}).get("z") or []
-            if not zs:
-                raise ChairSelectionError(f"{name}: sample a gallery on the Sample tab first")
-            i = _number(index, f"{name} gallery #", 1, len(zs), integer=True)
-            return self._latent(zs[i - 1]), f"{name}: gallery #{i}"
+            return self._listed(name, batch, index, "gallery", "sample a gallery on the Sample tab first")
         if source == "Photo candidate":
-            zs = (candidates or {}).get("z") or []
-            if not zs:
-                raise ChairSelectionError(f"{name}: make a chair from a photo on the Photo tab first")
-            i = _number(index, f"{name} candidate #", 1, len(zs), integer=True)
-            return self._latent(zs[i - 1]), f"{name}: photo candidate #{i}"
+            return self._listed(name, candidates, index, "photo candidate",
+                                "make a chair from a photo on the Photo tab first")
         if source == "Photo":
             try:
                 return self._encode(photo)[0], f"{name}: photo"
