@@ -406,7 +406,9 @@ def train(cfg: PhotoEncoderConfig, resume: bool = False) -> Path:
     eval_log = CsvLog(out / "eval.csv", ["step", "minutes", "val_iou", "best"])
     sums: dict[str, float] = {}
     t_last = last_ckpt = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=step, desc="photo-encoder", dynamic_ncols=True, mininterval=5)
+    # A time budget ends the run long before --steps: then the bar counts steps without an ETA.
+    bar = tqdm(total=None if cfg.max_minutes > 0 else cfg.steps, initial=step, desc="photo-encoder",
+               dynamic_ncols=True, mininterval=5)
     out_of_time = False
     while step < cfg.steps and not out_of_time:
         x, y, chairs = batch(photos, real_draw.take(n_real, rng))
