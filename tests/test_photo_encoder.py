@@ -248,3 +248,24 @@ def test_shipped_encoder_reconstructs_held_out_renders(shipped, data_dir):
     assert np.array_equal(soft >= 0.5, shown[0])
     z = shipped.candidates(photos[0], k=4)
     assert z.shape == (4, shipped.z_dim) and torch.equal(z[0], shipped.encode(photos[0])[0])
+
+
+def test_loading_the_shipped_encoder_reads_no_pickle(monkeypatch):
+    """The shipped encoder, backbone and gallery included, loads from safetensors alone: no
+    weights package, no torch.load, no unpickling."""
+    import pickle
+
+    from conftest import SHIPPED
+
+    if not (SHIPPED / "encoder" / "config.json").is_file():
+        pytest.skip(f"{SHIPPED} has no photo encoder")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was read")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    pipe = ChairPipeline.from_pretrained(SHIPPED)
+    assert pipe.encoder.config.e_gallery == len(pipe.encoder.gallery_codes) > 0
+    assert sorted(p.name for p in (SHIPPED / "encoder").iterdir()) == ["README.md", "config.json", "model.safetensors"]
