@@ -121,6 +121,25 @@ def test_chair_codes_are_projected_once_and_cached(setup, tmp_path):
     assert path.stat().st_mtime_ns != stamp
 
 
+def test_held_out_figures_pair_each_render_with_its_own_chair(setup):
+    """Chunks that do not divide the renders still score each code against its own chair."""
+    from train.photo_encoder import held_out_figures
+    from vaegan.voxels import chair_ious
+
+    pipe = ChairPipeline.from_pretrained(setup[1])
+    with torch.no_grad():  # an untrained backbone's features are ~1e-8: make them tell the renders apart
+        pipe.encoder.head.weight.mul_(1e9)
+    photos = photo_data.PhotoSet(setup[2], "train")
+    idx = np.arange(7)
+    with torch.inference_mode():
+        shown = pipe.generator.logits(pipe.encoder(photos.pictures(idx)))[:, 0].numpy() >= 0
+    assert len({s.tobytes() for s in shown}) > 1  # otherwise any pairing would score the same
+    expected = chair_ious(shown, photos.voxels[photos.chair[idx]] > 0).mean()
+    for size in (3, 64):
+        assert held_out_figures(pipe.encoder, pipe.generator, photos, idx, size=size)["val_iou"] == \
+            pytest.approx(expected)
+
+
 def test_losses_and_frozen_batchnorm():
     from train.photo_encoder import code_loss, recon_loss, set_train_mode
     from vaegan.models import ImageEncoder

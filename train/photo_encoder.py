@@ -60,6 +60,7 @@ from vaegan.config import ModelConfig
 from vaegan.errors import ConfigError
 from vaegan.models import Generator, ImageEncoder, to_channels_last
 from vaegan.pipeline import ChairPipeline
+from vaegan.voxels import chair_ious
 
 from . import photos as photo_data
 from .common import add_run_arguments, config_values, print_config
@@ -267,23 +268,22 @@ def embed_and_code(encoder: ImageEncoder, photos, idx: np.ndarray, size: int = 6
 
 @torch.inference_mode()
 def held_out_figures(encoder: ImageEncoder, gen: Generator, photos, idx: np.ndarray,
-                     temperatures=(1.0,)) -> dict:
+                     temperatures=(1.0,), size: int = 64) -> dict:
     """IoU@0.5 of the shown chair G(E(y)) and AP x100 of sigmoid(logits / T) for each T, on renders."""
-    _, z = embed_and_code(encoder, photos, idx)
+    _, z = embed_and_code(encoder, photos, idx, size)
     gen.eval()
     ious, scores, truths = [], {t: [] for t in temperatures}, []
-    for zs, part in zip(z.split(64), np.array_split(idx, max(1, -(-len(idx) // 64)))):
-        logits = gen.logits(zs)[:, 0]
-        gt = torch.from_numpy(photos.voxels[photos.chair[part]] > 0)
-        hit = logits >= 0
-        ious += ((hit & gt).flatten(1).sum(1) / (hit | gt).flatten(1).sum(1).clamp(min=1)).tolist()
-        truths.append(gt.numpy())
+    for start in range(0, len(idx), size):  # codes and truths of the same renders, chunk by chunk
+        logits = gen.logits(z[start:start + size])[:, 0]
+        gt = photos.voxels[photos.chair[idx[start:start + size]]] > 0
+        ious.append(chair_ious((logits >= 0).numpy(), gt))
+        truths.append(gt)
         for t in temperatures:
             scores[t].append(torch.sigmoid(logits / t).numpy())
     truths = np.concatenate(truths)
     aps = {t: 100 * float(np.mean([average_precision_score(g.ravel(), p.ravel())
                                    for g, p in zip(truths, np.concatenate(scores[t]))])) for t in temperatures}
-    return {"val_iou": float(np.mean(ious)), "aps": aps}
+    return {"val_iou": float(np.concatenate(ious).mean()), "aps": aps}
 
 
 def detached_copy(model):
