@@ -67,6 +67,33 @@ def test_joint_run_resumes_exactly(tmp_path):
             assert torch.allclose(tensor.float(), b[key][name].float(), atol=1e-6), (key, name)
 
 
+def test_init_fine_tunes_from_a_pipeline_folder(tmp_path):
+    data = make_chairs(tmp_path / "data")
+    common = ["--data", str(data), *TINY, *JOINT]
+    assert train_main(["gan", "--out", str(tmp_path / "a"), "--steps", "2", *common]) == 0
+    start = ChairPipeline.from_pretrained(tmp_path / "a" / "checkpoint")
+    # one step with zero learning rates: the run holds exactly the weights it started from
+    assert train_main(["gan", "--out", str(tmp_path / "b"), "--steps", "1", "--g-lr", "0", "--d-lr", "0",
+                       "--e-lr", "0", "--init", str(tmp_path / "a" / "checkpoint"), *common]) == 0
+    state = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
+    for key, model in (("generator", start.generator), ("discriminator", start.discriminator),
+                       ("encoder", start.shape_encoder)):
+        for name, tensor in model.named_parameters():
+            assert torch.equal(state[key][name], tensor.detach()), (key, name)
+    assert train_main(["gan", "--out", str(tmp_path / "c"), "--steps", "2",
+                       "--init", str(tmp_path / "a" / "checkpoint"), *common]) == 0
+    tuned = ChairPipeline.from_pretrained(tmp_path / "c" / "checkpoint")
+    assert tuned.shape_encoder is not None and tuned.discriminator is not None
+
+
+def test_init_refuses_another_architecture(tmp_path, capsys):
+    data = make_chairs(tmp_path / "data")
+    assert train_main(["gan", "--out", str(tmp_path / "a"), "--steps", "1", "--data", str(data), *TINY]) == 0
+    assert train_main(["gan", "--out", str(tmp_path / "b"), "--steps", "1", "--data", str(data), *TINY,
+                       "--z-dim", "7", "--init", str(tmp_path / "a" / "checkpoint")]) == 2
+    assert "has z_dim=8, this run 7" in capsys.readouterr().err
+
+
 def test_time_budget_stops_the_run(tmp_path):
     data = make_chairs(tmp_path / "data")
     out = tmp_path / "run"

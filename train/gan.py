@@ -75,6 +75,8 @@ class TrainConfig:
     pos_weight: float = 3.0  # BCE weight of occupied voxels (chairs fill ~3 % of the grid)
     code_noise: float = 0.0  # std of noise added to E(x) before G (then back on the shell): a smooth code space
     e_lr: float = 1e-3  # Adam learning rate of E
+    # --- fine-tuning: start G (and its EMA), D [and E] from a pipeline folder instead of from scratch
+    init: str = ""
     # --- data
     poses: tuple[int, ...] = (1,)  # canonical pose only: chairs stay upright and facing
     mirror: bool = True  # random left/right flips (array axis 1) as augmentation
@@ -100,8 +102,8 @@ class TrainConfig:
             raise ConfigError(f"loss must be 'bce' or 'hinge', got {self.loss!r}")
         if min(self.recon_weight, self.code_noise, self.max_minutes) < 0:
             raise ConfigError("recon_weight, code_noise and max_minutes must be >= 0")
-        if self.pos_weight <= 0 or self.e_lr <= 0:
-            raise ConfigError("pos_weight and e_lr must be > 0")
+        if self.pos_weight <= 0 or min(self.g_lr, self.d_lr, self.e_lr) < 0:
+            raise ConfigError("pos_weight must be > 0 and the learning rates >= 0")
         if self.steps < 1 or self.batch_size < 2:
             raise ConfigError("steps must be >= 1 and batch_size >= 2 (BatchNorm needs a batch)")
         if not self.data:
@@ -418,6 +420,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     step, elapsed, best = 0, 0.0, {"coverage_iou": -1.0, "step": 0}
     # Each rank draws its own noise and batches; rank 0's stream equals a 1-process run.
     rng = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    if cfg.init and state is None:
+        load_init(cfg, gen, disc, ema, encoder, ema_e)
+        if main_proc:
+            log.info("fine-tuning from %s", cfg.init)
     if state is not None:
         gen.load_state_dict(state["generator"])
         disc.load_state_dict(state["discriminator"])
@@ -570,6 +576,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def load_init(cfg: TrainConfig, gen: Generator, disc: Discriminator, ema: Generator | None,
+              encoder: ShapeEncoder | None, ema_e: ShapeEncoder | None) -> None:
+    """Weights of the pipeline folder `cfg.init` into the fresh models (fine-tuning): its generator
+    into G and its EMA, its discriminator, and its shape encoder (if it has one) into E."""
+    pipe = ChairPipeline.from_pretrained(cfg.init)
+    mine, theirs = cfg.model_config(), pipe.generator.config
+    for key in ("resolution", "z_dim", "g_widths", "d_widths", "d_norm"):
+        if getattr(mine, key) != getattr(theirs, key):
+            raise ConfigError(f"--init {cfg.init} has {key}={getattr(theirs, key)!r}, this run {getattr(mine, key)!r}")
+    if pipe.discriminator is None:
+        raise CheckpointError(f"--init {cfg.init} has no discriminator to continue from")
+    for model in (gen, ema):
+        if model is not None:
+            model.load_state_dict(pipe.generator.state_dict())
+    disc.load_state_dict(pipe.discriminator.state_dict())
+    if encoder is not None and pipe.shape_encoder is not None:
+        for model in (encoder, ema_e):
+            if model is not None:
+                model.load_state_dict(pipe.shape_encoder.state_dict())
 
 
 def export_pipeline(cfg: TrainConfig, g_state: dict, d_state: dict, folder: Path, recalibrate: bool,
