@@ -175,6 +175,17 @@ def test_resume_continues_exactly(setup, tmp_path):
         assert torch.allclose(tensor.float(), b["encoder"][name].float(), atol=1e-6), name
 
 
+def test_init_starts_from_a_trained_encoder(setup, tmp_path):
+    assert train_main(args(setup, tmp_path / "a", "--steps", "2")) == 0
+    start = ChairPipeline.from_pretrained(tmp_path / "a" / "checkpoint").encoder
+    # a step at learning rate 0 from --init: the run holds exactly the weights it started from
+    assert train_main(args(setup, tmp_path / "b", "--steps", "1", "--backbone-lr", "0", "--head-lr", "0",
+                           "--weight-decay", "0", "--init", str(tmp_path / "a" / "checkpoint" / "encoder"))) == 0
+    tuned = ChairPipeline.from_pretrained(tmp_path / "b" / "checkpoint").encoder
+    for name, tensor in start.named_parameters():
+        assert torch.equal(tensor, tuned.state_dict()[name]), name
+
+
 def test_clear_errors(setup, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 

@@ -88,6 +88,7 @@ class PhotoEncoderConfig:
     # --- encoder
     width: float = 1.0  # backbone width; 1.0 = the ImageNet-pretrained EfficientNet-Lite0
     pretrained: bool = True  # start from the ImageNet weights (tests: False)
+    init: str = ""  # an encoder folder to start from instead (a new generator: fine-tune the shipped encoder)
     freeze_bn: bool = True  # keep the backbone's ImageNet BatchNorm statistics
     # --- optimiser (AdamW)
     batch_size: int = 32
@@ -245,6 +246,17 @@ def pretrained_encoder(mcfg: ModelConfig, width: float, pretrained: bool) -> Ima
     return encoder
 
 
+def load_init(encoder: ImageEncoder, folder: str) -> None:
+    """The weights of the encoder in ``folder`` (backbone and head; its gallery is rebuilt at the end)."""
+    start = ImageEncoder.from_pretrained(folder)
+    if (start.config.e_width, start.config.z_dim) != (encoder.config.e_width, encoder.config.z_dim):
+        raise ConfigError(f"--init {folder} has width {start.config.e_width} and z_dim {start.config.z_dim}; "
+                          f"this run needs {encoder.config.e_width} and {encoder.config.z_dim}")
+    weights = {k: v for k, v in start.state_dict().items() if not k.startswith("gallery_")}
+    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    assert not unexpected and all(k.startswith("gallery_") for k in missing), (missing, unexpected)
+
+
 def set_train_mode(encoder: ImageEncoder, freeze_bn: bool) -> None:
     encoder.train()
     if freeze_bn:
@@ -376,7 +388,9 @@ def train(cfg: PhotoEncoderConfig, resume: bool = False) -> Path:
              f"; {n_gen} of each {cfg.batch_size} from {len(generated)} generated renders" if n_gen else "")
 
     torch.manual_seed(cfg.seed)
-    encoder = pretrained_encoder(mcfg, cfg.width, cfg.pretrained and state is None)
+    encoder = pretrained_encoder(mcfg, cfg.width, cfg.pretrained and state is None and not cfg.init)
+    if cfg.init and state is None:
+        load_init(encoder, cfg.init)
     encoder.to(memory_format=torch.channels_last)  # ~1.3x faster depthwise convs on this CPU
     head = [p for n, p in encoder.named_parameters() if n.startswith("head.")]
     body = [p for n, p in encoder.named_parameters() if not n.startswith("head.")]
