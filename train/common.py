@@ -20,9 +20,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls, list_field
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"(default: {value})")
         elif isinstance(value, tuple) or f.name in list_fields:
-            item = type(value[0]) if isinstance(value, tuple) and value else int  # (1.0, 1.0) takes floats
-            parser.add_argument(flag, type=item, nargs="*" if value == () else "+", default=value,
-                                help=f"(default: {value})")
+            parser.add_argument(flag, type=int, nargs="+", default=value, help=f"(default: {value})")
         else:
             parser.add_argument(flag, type=type(value), default=value, help=f"(default: {value!r})")
 

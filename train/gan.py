@@ -341,7 +341,7 @@ def gan_step(gen: nn.Module, pair: nn.Module, opt_g, opt_d, real: torch.Tensor, 
         codes = encoder(real)  # (B, z_dim) on the shell
         if code_noise > 0:
             noise = torch.randn(codes.shape, generator=rng).to(codes.device)
-            codes = to_radius(codes + code_noise * noise, codes.norm(dim=1, keepdim=True))  # the code's own norm
+            codes = to_radius(codes + code_noise * noise, codes.shape[1] ** 0.5)
         logits = gen.logits(torch.cat([z, codes]))  # (2B, 1, R, R, R)
         fake, recon_logits = torch.sigmoid(logits[:len(z)]), logits[len(z):]
     else:

@@ -28,7 +28,6 @@ in one pass and after the short refinement the app uses (`vaegan.projection.REFI
 time per chair; they go to ``out/shape_encoder.json`` and the log.
 """
 
-import dataclasses
 import json
 import logging
 import time
@@ -57,8 +56,6 @@ class ShapeEncoderConfig:
     data: str = ""  # training chairs (`--data` of train gan); its test split is scored at the end
     out: str = "runs/shape_encoder"  # run folder
     init: bool = False  # start from the checkpoint's own shape encoder (fine-tune a jointly trained one)
-    widths: tuple[int, ...] = ()  # encoder channels from R/2 down to 4^3; () = the discriminator's
-    radius: tuple[float, float] = (1.0, 1.0)  # code norms allowed, x sqrt(z_dim) (ModelConfig.s_radius)
     minutes: float = 25.0  # training time; the run stops at `steps` or here, whichever is first
     steps: int = 100_000
     batch_real: int = 32  # training chairs per step (reconstruction loss)
@@ -120,14 +117,11 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
 
     torch.manual_seed(cfg.seed)
     pool_z, pool_x = generated_pool(generator, cfg.pool if cfg.batch_generated else 0, pipe.z_dim, cfg.seed)
+    encoder = ShapeEncoder(pipe.config)
     if cfg.init:
         if pipe.shape_encoder is None:
             raise ConfigError(f"--init needs a shape encoder in {cfg.checkpoint}; it has none")
-        encoder = ShapeEncoder(pipe.shape_encoder.config)
         encoder.load_state_dict(pipe.shape_encoder.state_dict())
-    else:
-        encoder = ShapeEncoder(dataclasses.replace(pipe.config, s_widths=tuple(cfg.widths) or None,
-                                                   s_radius=tuple(cfg.radius)))
     encoder = to_channels_last(encoder).train()
     opt = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)

@@ -23,13 +23,6 @@ class ModelConfig:
     # Discriminator channels from R/2 downwards to 4^3; None mirrors the generator.
     d_widths: tuple[int, ...] | None = None
     d_norm: str = "batch"  # "batch" (paper) or "spectral" (the original project's variant)
-    # Shape encoder channels from R/2 downwards to 4^3; None = d_widths.
-    s_widths: tuple[int, ...] | None = None
-    # Shape encoder code norms, in units of sqrt(z_dim) (the prior's shell): (1, 1) keeps every
-    # code on the shell; a wider range lets the encoder pick each code's norm too. Projection
-    # through the shipped generator lands at 0.64-1.16 sqrt(z_dim), and forcing its codes back
-    # onto the shell costs 0.06 IoU on the test chairs (model card).
-    s_radius: tuple[float, float] = (1.0, 1.0)
     image_size: int = 128  # encoder input side, square RGB
     # Photo encoder backbone: EfficientNet-Lite0 (vaegan.backbone) with its channels times
     # this width. 1.0 is the ImageNet-pretrained network the shipped encoder is fine-tuned
@@ -54,8 +47,6 @@ class ModelConfig:
         if self.d_widths is None:
             self.d_widths = tuple(reversed(self.g_widths))
         self.d_widths = tuple(int(w) for w in self.d_widths)
-        self.s_widths = self.d_widths if self.s_widths is None else tuple(int(w) for w in self.s_widths)
-        self.s_radius = tuple(float(r) for r in self.s_radius)
         self.validate()
 
     @property
@@ -70,7 +61,7 @@ class ModelConfig:
                 f"unsupported resolution {r!r}: use a power of two from {MIN_RESOLUTION} to "
                 f"{MAX_RESOLUTION} (the shipped models use 32 or 64)"
             )
-        for name, widths in (("g_widths", self.g_widths), ("d_widths", self.d_widths), ("s_widths", self.s_widths)):
+        for name, widths in (("g_widths", self.g_widths), ("d_widths", self.d_widths)):
             if len(widths) != self.num_up:
                 raise ConfigError(
                     f"{name} has {len(widths)} entries but resolution {r} needs {self.num_up} "
@@ -81,9 +72,7 @@ class ModelConfig:
         if self.e_mu_radius < 0 or self.e_gallery < 0 or not self.e_temperature > 0 or not self.e_width > 0:
             raise ConfigError(f"e_mu_radius and e_gallery must be >= 0 and e_temperature, e_width > 0, got "
                               f"{self.e_mu_radius}, {self.e_gallery}, {self.e_temperature}, {self.e_width}")
-        if len(self.s_radius) != 2 or not 0 < self.s_radius[0] <= self.s_radius[1]:
-            raise ConfigError(f"s_radius must be (low, high) with 0 < low <= high, got {self.s_radius}")
-        if self.z_dim < 1 or min(self.g_widths + self.d_widths + self.s_widths) < 1:
+        if self.z_dim < 1 or min(self.g_widths + self.d_widths) < 1:
             raise ConfigError("z_dim and every channel width must be positive")
         if self.image_size < 32 or self.image_size % 32:
             raise ConfigError(f"image_size {self.image_size} must be a multiple of 32 (the backbone halves it 5 times)")

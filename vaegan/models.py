@@ -183,36 +183,33 @@ class ImageEncoder(HubModule):
 class ShapeEncoder(HubModule):
     """Occupancy grid (B, 1, R, R, R) in [0, 1] -> latent code (B, z_dim), one forward pass.
 
-    A conv trunk like the discriminator's (stride-2 Conv3d, BatchNorm after the first,
-    LeakyReLU 0.2; widths `config.s_widths`) down to 4^3, then one linear layer to a direction
-    and a norm. The norm stays within `config.s_radius` x sqrt(z_dim), around the prior's shell
-    where the generator was trained: trained freely, reconstruction through G pushed the codes
-    far outside it (|z| ~ 30 sqrt(z_dim)). Trained by `python -m train shape-encoder` so that
-    G(E(x)) reconstructs x (`ChairPipeline.encode_shape`).
+    The discriminator's conv trunk (stride-2 Conv3d, BatchNorm after the first, LeakyReLU
+    0.2; widths `config.d_widths`) down to 4^3, then one linear layer to z, scaled onto the
+    prior's shell |z| = sqrt(z_dim) where the generator's training codes lie: trained freely,
+    reconstruction through G pushed the codes far outside it (|z| ~ 30 sqrt(z_dim)), where G
+    was never trained. Trained by `python -m train shape-encoder` so that G(E(x))
+    reconstructs x (`ChairPipeline.encode_shape`).
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         layers, c_in = [], 1
-        for i, c_out in enumerate(config.s_widths):
+        for i, c_out in enumerate(config.d_widths):
             layers += [nn.Conv3d(c_in, c_out, 4, 2, 1, bias=i == 0),
                        nn.Identity() if i == 0 else nn.BatchNorm3d(c_out), nn.LeakyReLU(0.2, True)]
             c_in = c_out
         self.net = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in * 4 ** 3, config.z_dim + 1)  # (B, C * 4^3) -> (B, direction + norm)
+        self.head = nn.Linear(c_in * 4 ** 3, config.z_dim)  # (B, C * 4^3) -> (B, z_dim)
         self.apply(_init_weights)
 
     def forward(self, grids: torch.Tensor) -> torch.Tensor:
-        """(B, 1, R, R, R) -> (B, z_dim), norms within s_radius x sqrt(z_dim)."""
-        out = self.head(self.net(grids).flatten(1))  # (B, z_dim + 1)
-        low, high = self.config.s_radius
-        norm = low + (high - low) * torch.sigmoid(out[:, -1:])  # (B, 1); the middle of the range at init
-        return to_radius(out[:, :-1], 1.0) * norm * self.config.z_dim ** 0.5
+        """(B, 1, R, R, R) -> (B, z_dim), each of norm sqrt(z_dim)."""
+        return to_radius(self.head(self.net(grids).flatten(1)), self.config.z_dim ** 0.5)
 
 
-def to_radius(z: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
-    """Codes (..., z_dim) scaled to norm `radius` (a number, or one per code (..., 1))."""
+def to_radius(z: torch.Tensor, radius: float) -> torch.Tensor:
+    """Codes (..., z_dim) scaled to norm `radius` (the encoder's e_mu_radius shell)."""
     return z * (radius / z.norm(dim=-1, keepdim=True).clamp(min=1e-6))
 
 
