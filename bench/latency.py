@@ -16,7 +16,9 @@ postprocess, SSE result and, as a browser would, the download of the GLB the vie
 
 and, in this process and in the same run, the bare `pipe.generate(z)` + `pipe.mesh(vox)` time
 of one chair, so `overhead = app p50 / bare p50` shows what the web stack adds, and the bare
-`pipe.reconstruct(photo)` (preprocess, encode, one generator pass). When it launched
+`pipe.reconstruct(photo)` (preprocess, encode, one generator pass) and, with a shape encoder,
+the voxel upload's code of one chair: `encode_shape` alone and with the short refinement
+through G (target <= 0.5 s per chair). When it launched
 the app itself it also reports the cold start (process start -> first page served) and the
 app's peak RSS (VmHWM). With GRADIO_PROFILING the server-side phases are printed as well.
 
@@ -121,6 +123,20 @@ def bare_reconstruct_times(pipe, repeats: int) -> dict | None:
     return percentiles(timed(lambda i: pipe.reconstruct(photos[i % len(photos)]), repeats, 1))
 
 
+def bare_encode_shape_times(pipe, repeats: int) -> dict:
+    """A voxel chair's code as the app's voxel upload finds it, one chair at a time, in this
+    process: the shape encoder's one pass, and one pass + `vaegan.projection.REFINE`; {} without
+    a shape encoder. The chairs are the generator's own (no data needed)."""
+    from vaegan import projection
+
+    if pipe.shape_encoder is None:
+        return {}
+    chairs = pipe.generate(pipe.sample_latents(8, seed=1)) >= 0.5  # (8, R, R, R)
+    return {f"bare_{name}": percentiles(timed(lambda i: projection.encode(pipe, chairs[i % 8], refine=refine),
+                                              repeats, 1))
+            for name, refine in (("encode_shape", False), ("encode_shape_refine", True))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="benchmark an app that is already running (no cold start / RSS)")
@@ -222,6 +238,7 @@ def main(argv=None) -> int:
     reconstruct = bare_reconstruct_times(pipe, min(args.repeats, 10))
     if reconstruct is not None:
         result["bare_reconstruct"] = reconstruct
+    result.update(bare_encode_shape_times(pipe, min(args.repeats, 20)))
     bare = result["bare_generate_mesh"]["p50_ms"]
     result["load_1min"] = os.getloadavg()[0]
 
@@ -229,7 +246,8 @@ def main(argv=None) -> int:
           f"load avg {result['load_1min']:.1f} on {os.cpu_count()} CPUs)\n")
     print("| path | p50 ms | p95 ms | min ms | n | p50 / bare |")
     print("|---|---|---|---|---|---|")
-    for name in ("slider", "render", "photo", "sample_8", "bare_generate_mesh", "bare_reconstruct"):
+    for name in ("slider", "render", "photo", "sample_8", "bare_generate_mesh", "bare_reconstruct", "bare_encode_shape",
+                 "bare_encode_shape_refine"):
         if name in result:
             r = result[name]
             print(f"| {name} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['min_ms']:.0f} | {r['n']} | "
