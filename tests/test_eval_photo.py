@@ -211,3 +211,23 @@ def test_mean_chair_level_is_the_best_iou_level():
     small[:, 3:5, 3:5, 3:5] = True
     assert mean_chair_level(mean, big) <= 0.3 and score(mean, big[0], mean_chair_level(mean, big))[1] == 1.0
     assert mean_chair_level(mean, small) > 0.3 and score(mean, small[0], mean_chair_level(mean, small))[1] == 1.0
+
+
+def test_mean_chair_level_is_chosen_on_the_photo_encoders_held_out_chairs(tmp_path):
+    from types import SimpleNamespace
+
+    from train.eval_photo import calibration_set
+    from train.gan import split_by_id
+
+    names = [f"chair_{i:04d}_1" for i in range(20)]
+    photos = SimpleNamespace(names=names, chair=np.repeat(np.arange(20), 2))  # 2 renders per chair
+    idx, source = calibration_set(tmp_path, photos)
+    assert "no val split" in source and len(idx) == 40
+    # the GAN's train_config.json at the root has no photo-encoder split; the encoder's own has
+    (tmp_path / "train_config.json").write_text(json.dumps({"val_chairs": 48, "seed": 0}))
+    (tmp_path / "encoder").mkdir()
+    (tmp_path / "encoder" / "train_config.json").write_text(json.dumps({"val_chairs": 3, "seed": 1,
+                                                                        "code_weight": 1.0}))
+    idx, source = calibration_set(tmp_path, photos)
+    _, val = split_by_id(names, 3, 1)
+    assert "3 held-out val chairs" in source and sorted(set(photos.chair[idx])) == sorted(val)

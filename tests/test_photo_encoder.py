@@ -298,4 +298,5 @@ def test_loading_the_shipped_encoder_reads_no_pickle(monkeypatch):
     monkeypatch.setattr(pickle, "loads", refuse)
     pipe = ChairPipeline.from_pretrained(SHIPPED)
     assert pipe.encoder.config.e_gallery == len(pipe.encoder.gallery_codes) > 0
-    assert sorted(p.name for p in (SHIPPED / "encoder").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (SHIPPED / "encoder").iterdir()) == ["README.md", "config.json", "model.safetensors",
+                                                                      "train_config.json"]  # its recipe, JSON

@@ -119,13 +119,13 @@ def test_train_shape_encoder_on_tiny_chairs(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_shipped_shape_encoder_reconstructs_test_chairs(data_dir):
-    if not (SHIPPED / "shape_encoder" / "config.json").is_file():
-        pytest.skip("checkpoints/chair32 has no shape encoder")
+    assert (SHIPPED / "shape_encoder" / "config.json").is_file(), "checkpoints/chair32 ships a shape encoder"
     from vaegan.datasets import load_chairs
 
     pipe = ChairPipeline.from_pretrained(SHIPPED)
     chairs, _ = load_chairs(data_dir / "modelnet10_chair_vol30", "test", 32)
     chairs = chairs[:12]
-    made = pipe.generate(pipe.encode_shape(chairs)) >= 0.5
-    iou = (made & (chairs > 0)).sum((1, 2, 3)) / (made | (chairs > 0)).sum((1, 2, 3))
-    assert iou.mean() > 0.5
+    result = projection.encode(pipe, chairs)  # one pass, then the app's refinement
+    # The shipped encoder: 0.581 one pass and 0.684 refined on these 12 (0.599 / 0.695 on all 100)
+    assert result.start_iou.mean() > 0.55
+    assert result.iou.mean() > 0.65 and (result.iou >= result.start_iou).all()

@@ -296,19 +296,22 @@ def evaluate_renders(pipe: ChairPipeline, photos, mean: np.ndarray | None, thres
 
 
 def calibration_set(checkpoint: Path, photos, limit: int = 256) -> tuple[np.ndarray, str]:
-    """Render indices to choose the mean chair's level on: the training run's held-out val chairs
-    (from the checkpoint's train_config.json, split as `train.photo_encoder` split them), else
-    every chair of the training split. Never IKEA photos, never the test split."""
+    """Render indices to choose the mean chair's level on: the photo encoder's held-out val chairs
+    (from the train_config.json of its run, in the checkpoint's encoder/ folder or at its root,
+    split as `train.photo_encoder` split them), else every chair of the training split. Never
+    IKEA photos, never the test split."""
     from .gan import split_by_id
 
-    cfg_path = Path(checkpoint) / "train_config.json"
     source = "training renders (no val split recorded)"
     chairs = np.arange(len(photos.names))
-    if cfg_path.is_file():
+    for cfg_path in (Path(checkpoint) / "encoder" / "train_config.json", Path(checkpoint) / "train_config.json"):
+        if not cfg_path.is_file():
+            continue
         cfg = json.loads(cfg_path.read_text())
         if "val_chairs" in cfg and "seed" in cfg and "code_weight" in cfg:  # a train.photo_encoder run
             _, chairs = split_by_id(photos.names, cfg["val_chairs"], cfg["seed"])
             source = f"renders of the run's {len(chairs)} held-out val chairs"
+            break
     idx = np.flatnonzero(np.isin(photos.chair, chairs))
     if len(idx) > limit:
         idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
