@@ -95,6 +95,8 @@ def test_training_writes_run_with_gallery_and_temperature_and_keeps_the_generato
     assert torch.equal(pipe.encoder.gallery_codes, torch.from_numpy(codes["z"]))
     assert torch.allclose(pipe.encoder.gallery_embeddings.norm(dim=1), torch.ones(10))
     figures = json.loads((out / "checkpoint" / "train_config.json").read_text())["figures"]
+    # the encoder folder carries its own recipe (eval-photo reads the held-out split from it)
+    assert json.loads((out / "checkpoint" / "encoder" / "train_config.json").read_text())["figures"] == figures
     assert figures["step"] == 3 and 0.0 <= figures["val_iou"] <= 1.0
     assert ecfg.e_temperature == figures["temperature"] and str(ecfg.e_temperature) in figures["val_ap_by_temperature"]
     photo = setup[2] / "sheet.png"

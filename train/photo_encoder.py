@@ -246,14 +246,19 @@ def pretrained_encoder(mcfg: ModelConfig, width: float, pretrained: bool) -> Ima
     return encoder
 
 
+def network_weights(encoder: ImageEncoder) -> dict:
+    """The encoder's backbone and head weights: its state without the gallery buffers, whose
+    size depends on the gallery (rebuilt by `finish_encoder`)."""
+    return {k: v for k, v in encoder.state_dict().items() if not k.startswith("gallery_")}
+
+
 def load_init(encoder: ImageEncoder, folder: str) -> None:
     """The weights of the encoder in ``folder`` (backbone and head; its gallery is rebuilt at the end)."""
     start = ImageEncoder.from_pretrained(folder)
     if (start.config.e_width, start.config.z_dim) != (encoder.config.e_width, encoder.config.z_dim):
         raise ConfigError(f"--init {folder} has width {start.config.e_width} and z_dim {start.config.z_dim}; "
                           f"this run needs {encoder.config.e_width} and {encoder.config.z_dim}")
-    weights = {k: v for k, v in start.state_dict().items() if not k.startswith("gallery_")}
-    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    missing, unexpected = encoder.load_state_dict(network_weights(start), strict=False)
     assert not unexpected and all(k.startswith("gallery_") for k in missing), (missing, unexpected)
 
 
@@ -316,7 +321,11 @@ def save_pipeline(source: ChairPipeline, encoder: ImageEncoder, folder: Path, cf
     if source.shape_encoder is not None:
         parts["shape_encoder"] = detached_copy(source.shape_encoder)
     ChairPipeline(**parts).save_pretrained(tmp)
-    (tmp / "train_config.json").write_text(json.dumps({**asdict(cfg), "figures": figures or {}}, indent=2))
+    recipe = json.dumps({**asdict(cfg), "figures": figures or {}}, indent=2)
+    # at the root for the run, and in encoder/ so that copying the encoder folder carries its recipe
+    # (eval-photo reads its held-out split from there)
+    for path in (tmp / "train_config.json", tmp / "encoder" / "train_config.json"):
+        path.write_text(recipe)
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         os.replace(folder, old)
@@ -335,8 +344,7 @@ def finish_encoder(encoder: ImageEncoder, gen: Generator, photos, codes: np.ndar
     figures = held_out_figures(encoder, gen, photos, val_idx, TEMPERATURES)
     best_t = max(figures["aps"], key=figures["aps"].get)
     final = ImageEncoder(dataclasses.replace(encoder.config, e_gallery=len(views), e_temperature=best_t))
-    state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("gallery_")}
-    final.load_state_dict({**state, "gallery_codes": torch.from_numpy(codes).float(), "gallery_embeddings": gallery})
+    final.load_state_dict({**network_weights(encoder), "gallery_codes": torch.from_numpy(codes).float(), "gallery_embeddings": gallery})
     return final.eval(), {"val_iou": figures["val_iou"], "temperature": best_t,
                           "val_ap_by_temperature": {str(t): round(a, 2) for t, a in figures["aps"].items()}}
 
