@@ -15,24 +15,22 @@ import argparse
 import functools
 import os
 import random
+import re
 import threading
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from gradio.components.plot import PlotData
 from PIL import Image, ImageDraw
-from trimesh.visual import TextureVisuals
-from trimesh.visual.material import PBRMaterial
 
-from vaegan import ChairPipeline, datasets, figures, meshing, novelty, projection, render, voxels
+from vaegan import ChairPipeline, datasets, images, meshing, novelty, projection, render, voxels, web_mesh
 from vaegan import directions as latent_directions
 from vaegan import latents
 from vaegan import atlas as latent_atlas
 from vaegan import attributes as chair_attributes
 from vaegan.cli import (CHECKPOINT_ENV, DEFAULT_CHECKPOINT, FORMATS, load_pipeline, prepare_for_serving,
                         write_chair)
-from vaegan.errors import EmptyShapeError
+from vaegan.errors import EmptyShapeError, ImageError, LatentError, VoxelError
 from vaegan.session_files import SessionFiles
 
 VIEWS = ("Mesh", "Voxels")
@@ -71,13 +69,18 @@ ATLAS_CLICK_JS = """
 }
 """
 MAX_SAMPLES = 16
+# Interpolate's default ends: a dining chair (seed 4) to an armchair (seed 28), IoU 0.05 at the
+# default truncation with chair32, so the strip shows a visible change.
+INTERPOLATE_SEEDS = (("Start", 4), ("End", 28))
 MAX_SEED = 2**31 - 1
 THUMB_SIDE = 160
 THUMB_POINTS = 12_000  # splats per thumbnail: enough at 160 px, ~5x cheaper than the default
 DEFAULT_LEVEL, DEFAULT_SMOOTH, DEFAULT_TRUNCATION = 0.5, 0.0, 0.8
-# The plot's warm wood (figures.DEFAULT_COLOR), in glTF's linear color space, for the viewer.
-WOOD = PBRMaterial(name="wood", baseColorFactor=[140, 60, 26, 255], metallicFactor=0.0, roughnessFactor=0.9)
-CAMERA = (60, 70, 1.8)  # Model3D (alpha, beta, radius): a front three-quarter view from above
+# The 3D view: a gr.HTML whose js_on_load (web/chair_viewer.js) keeps one WebGL canvas for the
+# page's life and swaps the chair's buffers in place; its value is a `vaegan.web_mesh` payload.
+WEB = Path(__file__).resolve().parent / "web"
+VIEWER_HTML = ('<div class="chair-viewer"><div class="chair-viewer-note"></div>'
+               '<div class="chair-viewer-hint">drag to orbit · scroll to zoom · double-click: reset</div></div>')
 SESSION_DIR = "chair-studio"  # under Gradio's cache folder: the sessions' output files (vaegan.session_files)
 KEEPALIVE_S = 30  # an open tab's timer tick: its session (and the chair on screen) stays alive
 # Gradio's own temporary files are now only uploads (outputs are served in place from
@@ -88,6 +91,8 @@ CSS = """
 #notice {border-left: 4px solid #e0a030; padding: 4px 12px; background: rgba(224,160,48,0.08);}
 #chair-info {min-height: 1.6em;}
 .thumbs .thumbnail-item {background: white;}
+/* Every tab on one row from 1280 px: Gradio moves what does not fit into a "..." menu. */
+#tabs .tab-container button[role=tab] {padding: 0 10px;}
 """
 
 
@@ -104,18 +109,22 @@ class TrainingChairs:
         self.folder = Path(folder) if folder else None
         self.resolution = resolution
         self._packed: novelty.PackedGrids | None = None
+        self._scores: np.ndarray | None = None  # (n,) sorted, `realism_reference`
         self._lock = threading.Lock()
 
     @property
     def available(self) -> bool:
         return self.folder is not None and self.folder.is_dir() and self.resolution % 32 == 0
 
-    def preload(self) -> None:
-        """Read the chairs in a background thread, so the first novelty check does not wait;
-        a failure is left for that first check to report."""
+    def preload(self, pipe: ChairPipeline | None = None) -> None:
+        """Read the chairs (and score them with ``pipe``'s discriminator) in a background
+        thread, so the first novelty check does not wait; a failure is left for that first
+        check to report."""
         def load():
             try:
                 self.packed()
+                if pipe is not None and pipe.discriminator is not None:
+                    self.realism_reference(pipe)
             except (ValueError, OSError):
                 pass
 
@@ -129,10 +138,39 @@ class TrainingChairs:
                 self._packed = novelty.pack(grids, names=names)
             return self._packed
 
+    def realism_reference(self, pipe: ChairPipeline) -> np.ndarray:
+        """The discriminator's P(real) of every training chair, sorted (n,): what a chair's own
+        score is ranked against, so the page can say "more typical than 40 % of training chairs"."""
+        refs = self.packed()
+        with self._lock:
+            if self._scores is None:
+                chunks = [np.stack([refs.unpack(i) for i in range(start, min(start + 64, len(refs)))])
+                          for start in range(0, len(refs), 64)]
+                self._scores = np.sort(np.concatenate([pipe.realism(c.astype(np.float32)) for c in chunks]))
+            return self._scores
+
+
+# A server path in an error message (a Gradio upload lives under /tmp/gradio/<hash>/name):
+# the user is shown the file's own name only.
+_SERVER_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[/\\][^\s/\\'\"]+)*[/\\]([^\s/\\'\"]+)")
+# What to do next, after the message of each kind of bad input.
+_NEXT_STEP = {ImageError: "Upload a photo of a chair (JPEG, PNG or WebP).",
+              VoxelError: f"Upload a voxel chair ({', '.join(VOXEL_TYPES)}).",
+              LatentError: "Upload a chair .json saved with Prepare downloads."}
+
+
+def plain(err: Exception) -> str:
+    """An exception -> a message for the page: no server paths, with what to do next."""
+    message = _SERVER_PATH.sub(r"\1", str(err)).strip()
+    hint = next((text for kind, text in _NEXT_STEP.items() if isinstance(err, kind)), "")
+    if not hint:
+        return message
+    return f"{message}{'' if message.endswith(('.', '!', '?')) else '.'} {hint}"
+
 
 def friendly(fn):
-    """Turn every vaegan/validation error (ValueError, CheckpointError) into a gr.Error with its
-    message, so the user sees a sentence instead of a traceback."""
+    """Turn every vaegan/validation error (ValueError, CheckpointError) into a gr.Error with a
+    plain message (`plain`), so the user sees a sentence instead of a traceback or a path."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -141,9 +179,10 @@ def friendly(fn):
         except gr.Error:
             raise
         except (ValueError, FileNotFoundError) as err:
-            raise gr.Error(str(err), title="Cannot do that") from err
+            raise gr.Error(plain(err), title="Cannot do that", print_exception=False) from err
         except Image.DecompressionBombError as err:  # PIL refuses > ~179 MP before vaegan's check
-            raise gr.Error(f"the image is far too large: {err}", title="Cannot do that") from err
+            raise gr.Error("The image is far too large. Upload a photo under 40 megapixels.",
+                           title="Cannot do that", print_exception=False) from err
 
     return wrapper
 
@@ -183,6 +222,34 @@ def _image_input(payload):
             return base64.b64decode(url.split(",", 1)[1])
         raise ValueError("the photo upload arrived without a file")
     return payload  # a path (the unit tests, a local call)
+
+
+def _upload_name(payload) -> str:
+    """The user's own file name of an upload (FileData dict or path), without its folder."""
+    if isinstance(payload, dict):
+        return Path(payload.get("orig_name") or payload.get("path") or "").stem
+    return Path(payload).stem if isinstance(payload, (str, os.PathLike)) else ""
+
+
+def _slug(text: str) -> str:
+    """A piece of a download's file name: letters, digits, + - _ only, at most 60 characters."""
+    return re.sub(r"[^A-Za-z0-9+\-]+", "_", str(text)).strip("_")[:60] or "chair"
+
+
+def download_stem(chair: dict) -> str:
+    """A download's file name (no suffix) that says which chair it is: chair_seed7_3,
+    chair_photo_<stem>, chair_A-B+C, ..., with _edit when the sliders moved it."""
+    name = _slug(chair.get("name") or "chair")
+    edited = chair.get("base") is not None and chair.get("base") != chair.get("z")
+    return f"chair_{name}" + ("_edit" if edited else "")
+
+
+def _upload_path(file, what: str) -> Path:
+    """What gr.File sends (a path, a tempfile wrapper or a FileData dict) -> its path."""
+    if not file:
+        raise ValueError(f"no file: upload {what}")
+    path = file if isinstance(file, str) else getattr(file, "name", None) or file.get("path")
+    return Path(path)
 
 
 class Studio:
@@ -254,33 +321,28 @@ class Studio:
         level = meshing.check_level(_number(level, "iso-level", 0.0, 1.0))
         return level, _number(smooth, "smoothing", 0.0, 1.0)
 
-    def _present(self, chair: dict, level, smooth, view, request, vox=None):
-        """The current chair -> (chair state, GLB path, plotly figure, info markdown).
+    def _present(self, chair: dict, level, smooth, view, request=None, vox=None):
+        """The current chair -> (chair state, viewer payload, info markdown).
 
-        One generator pass and one marching-cubes pass; an empty shape at this iso-level is a
-        warning with an empty plot, not an error (the latent is fine, the level is too high).
-        The realism score is a separate, chained event (`realism`) so it never delays the 3D."""
+        One generator pass and one marching-cubes pass (or the voxel cubes); the payload goes to
+        the page's one WebGL view, no file is written. An empty shape at this iso-level is a
+        warning and a message over the last chair, not an error (the latent is fine, the level is
+        too high). The realism score and the novelty check are separate, chained events
+        (`realism`, `nearest`) so they never delay the 3D."""
         level, smooth = self._mesh_settings(level, smooth)
         view = _view(view)
         z = self._latent(chair["z"])
         vox = self.pipe.generate(z)[0] if vox is None else vox
         label = chair.get("label", "chair")
         try:
-            mesh = self.pipe.mesh(vox, level=level, smooth=smooth)
+            if view == "Mesh":
+                payload = web_mesh.mesh_payload(self.pipe.mesh(vox, level=level, smooth=smooth), label)
+            else:
+                payload = web_mesh.mesh_payload(web_mesh.voxel_cube_mesh(vox, level), label, flat=True)
         except EmptyShapeError as err:
             gr.Warning(str(err))
-            return chair, None, figures.empty_figure(str(err)), f"**{label}** · empty at iso-level {level:g}"
-        mesh.visual = TextureVisuals(material=WOOD)
-        with self.output(request, "view") as folder:
-            glb = folder / "chair.glb"
-            # export_mesh rotates to the viewer's Y-up frame; bytes + a plain write skip the fsync
-            # of the path form, which costs milliseconds per slider move for a throwaway preview.
-            glb.write_bytes(meshing.export_mesh(mesh, "glb"))
-        if view == "Mesh":  # mesh_figure's JSON without re-validating the layout each time
-            fig = PlotData(type="plotly", plot=figures.mesh_figure_json(mesh))
-        else:
-            fig = figures.voxel_figure(vox, level)
-        return chair, str(glb), fig, f"**{label}** · {len(mesh.faces):,} triangles"
+            return chair, web_mesh.message_payload(str(err), label), f"**{label}** · empty at iso-level {level:g}"
+        return chair, payload, f"**{label}** · {payload['face_count']:,} triangles"
 
     def _zeros(self):
         return [0.0] * len(self.directions)
@@ -321,13 +383,15 @@ class Studio:
     # ------------------------------------------------------------------ handlers
     @friendly
     def realism(self, chair):
-        """The discriminator's P(real) for the current chair (a chained follow-up event)."""
-        if self.pipe.discriminator is None:
-            return "realism: this checkpoint has no discriminator"
-        if not chair or "z" not in chair:
+        """How typical the current chair looks to the discriminator, ranked among the training
+        chairs' own scores (a chained follow-up event). Left out where the checkpoint has no
+        discriminator or the training chairs are not here: a bare P(real) means little to a user."""
+        if self.pipe.discriminator is None or not self.training.available or not chair or "z" not in chair:
             return ""
-        vox = self.pipe.generate(self._latent(chair["z"]))
-        return f"realism (discriminator P(real)): **{float(self.pipe.realism(vox)[0]):.2f}**"
+        reference = self.training.realism_reference(self.pipe)
+        score = float(self.pipe.realism(self.pipe.generate(self._latent(chair["z"])))[0])
+        share = 100.0 * np.searchsorted(reference, score) / len(reference)
+        return f"looks more typical than **{share:.0f} %** of the training chairs (to the discriminator)"
 
     @staticmethod
     def random_seed() -> int:
@@ -340,8 +404,8 @@ class Studio:
         captions = [f"seed {int(seed)} · #{i + 1}" for i in range(n)]
         with self.output(request, "gallery") as folder:
             thumbs, vox = self._thumbnails(zs, captions, level, smooth, folder)
-        batch = {"z": zs.tolist(), "labels": captions}
-        chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": captions[0]}
+        batch = {"z": zs.tolist(), "labels": captions, "names": [f"seed{int(seed)}_{i + 1}" for i in range(n)]}
+        chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": captions[0], "name": batch["names"][0]}
         return (thumbs, batch, 1, *self._present(chair, level, smooth, view, request, vox[0]), *self._zeros())
 
     @staticmethod
@@ -356,7 +420,8 @@ class Studio:
         i = _number(index, "chair #", 1, len(zs), integer=True)
         z = self._latent(zs[i - 1]).tolist()
         label = (batch.get("labels") or [f"#{i}"] * len(zs))[i - 1]
-        chair = {"z": z, "base": z, "label": label}
+        name = (batch.get("names") or [f"pick{i}"] * len(zs))[i - 1]
+        chair = {"z": z, "base": z, "label": label, "name": name}
         return (*self._present(chair, level, smooth, view, request), *self._zeros())
 
     @friendly
@@ -384,7 +449,8 @@ class Studio:
 
     @friendly
     def photo(self, request: gr.Request, image, level, smooth, view):
-        """A photo -> its candidate chairs as thumbnails (best first), the first opened."""
+        """A photo -> its k candidate chairs (best first), the first opened at once; their
+        thumbnails follow in `photo_thumbnails`, so the 3D view never waits for them."""
         _, seen = self.pipe.preprocess(_image_input(image))  # ImageError for bad files
         k = min(PHOTO_CANDIDATES, 1 + self.pipe.encoder.config.e_gallery) if self.pipe.encoder is not None else 1
         zs = np.asarray(self.pipe.candidates(seen, k=k), dtype=np.float32)  # (k, z_dim), the photo's own code first
@@ -392,11 +458,21 @@ class Studio:
         with self.output(request, "photo") as folder:  # session files, not ones in Gradio's cache
             seen_path = folder / "seen.png"
             seen.save(seen_path, compress_level=1)
-            thumbs, vox = self._thumbnails(zs, captions, level, smooth, folder)
-        candidates = {"z": zs.tolist(), "labels": [f"photo: {c}" for c in captions]}
-        chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": "from photo"}
-        return (str(seen_path), thumbs, candidates, 1,
-                *self._present(chair, level, smooth, view, request, vox[0]), *self._zeros())
+        stem = _slug(_upload_name(image) or "photo")
+        candidates = {"z": zs.tolist(), "labels": [f"photo: {c}" for c in captions],
+                      "names": [f"photo_{stem}"] + [f"photo_{stem}_alt{i}" for i in range(1, k)]}
+        chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": "from photo", "name": f"photo_{stem}"}
+        return (str(seen_path), candidates, 1, *self._present(chair, level, smooth, view, request), *self._zeros())
+
+    @friendly
+    def photo_thumbnails(self, request: gr.Request, candidates, level, smooth):
+        """The photo's candidates (`photo`) -> their gallery thumbnails."""
+        zs = np.asarray((candidates or {}).get("z") or [], dtype=np.float32)
+        if not len(zs):
+            return []
+        captions = [label.removeprefix("photo: ") for label in candidates["labels"]]
+        with self.output(request, "photo-candidates") as folder:
+            return self._thumbnails(zs, captions, level, smooth, folder)[0]
 
     @friendly
     def arithmetic(self, request: gr.Request, batch, candidates, chair, truncation, level, smooth, view,
@@ -410,7 +486,7 @@ class Studio:
         captions = [label for _, label in operands] + ["A − B + C"]
         with self.output(request, "arithmetic") as folder:
             thumbs, vox = self._thumbnails(zs, captions, level, smooth, folder)
-        new = {"z": result.tolist(), "base": result.tolist(), "label": "A − B + C"}
+        new = {"z": result.tolist(), "base": result.tolist(), "label": "A − B + C", "name": "A-B+C"}
         return (thumbs, *self._present(new, level, smooth, view, request, vox[3]), *self._zeros())
 
     @friendly
@@ -430,7 +506,9 @@ class Studio:
             frames += frames[-2:0:-1]  # ping-pong, so the loop has no jump
             gif = folder / "interpolation.gif"
             frames[0].save(gif, save_all=True, append_images=frames[1:], duration=160, loop=0)
-        strip = {"z": zs.tolist(), "labels": [f"{la} → {lb}, step {c}" for c in captions]}
+        strip = {"z": zs.tolist(), "labels": [f"{la} → {lb}, step {c}" for c in captions],
+                 "names": [_slug(f"{la}-{lb}".replace("start: ", "").replace("end: ", "")) + f"_step{i + 1}"
+                           for i in range(steps)]}
         return thumbs, str(gif), strip
 
     @friendly
@@ -442,21 +520,19 @@ class Studio:
             raise ValueError("choose at least one file format")
         z = self._latent(chair["z"])
         with self.output(request, "export") as folder:
-            paths = write_chair(self.pipe, z, self.pipe.generate(z)[0], folder / "chair", formats, level, smooth,
+            paths = write_chair(self.pipe, z, self.pipe.generate(z)[0], folder / download_stem(chair), formats, level, smooth,
                                 checkpoint=self.checkpoint or None, label=chair.get("label"))
         return [str(p) for p in paths]
 
     @friendly
     def load_latent(self, request: gr.Request, file, level, smooth, view):
-        if not file:
-            raise ValueError("no file: upload a chair .json saved with the Download button")
-        path = file if isinstance(file, str) else getattr(file, "name", None) or file.get("path")
+        path = _upload_path(file, "a chair .json saved with Prepare downloads")
         z, meta = latents.load_latent(path, self.pipe.z_dim)
         level = meta.get("level", level) if isinstance(meta.get("level"), (int, float)) else level
         smooth = meta.get("smooth", smooth) if isinstance(meta.get("smooth"), (int, float)) else smooth
         level, smooth = self._mesh_settings(level, smooth)
         label = str(meta.get("label") or Path(path).stem)[:80]
-        chair = {"z": z.tolist(), "base": z.tolist(), "label": f"loaded: {label}"}
+        chair = {"z": z.tolist(), "base": z.tolist(), "label": f"loaded: {label}", "name": _slug(Path(path).stem)}
         return (*self._present(chair, level, smooth, view, request), level, smooth, *self._zeros())
 
     # ------------------------------------------------------------------ latent tools
@@ -493,7 +569,7 @@ class Studio:
         atlas = self._require_atlas()
         i = _number(index, "atlas chair #", 1, len(atlas), integer=True)
         z = atlas.latent(i - 1).tolist()
-        chair = {"z": z, "base": z, "label": f"atlas #{i}: {atlas.names[i - 1]}"}
+        chair = {"z": z, "base": z, "label": f"atlas #{i}: {atlas.names[i - 1]}", "name": f"atlas{i}"}
         return (*self._present(chair, level, smooth, view, request), *self._zeros())
 
     def _latent_bank(self) -> projection.LatentBank:
@@ -508,9 +584,7 @@ class Studio:
         other: the shape encoder's code, refined through the generator when ``refine``
         (`vaegan.projection.encode`), or, for a checkpoint without a shape encoder, a projection
         from a bank of samples. The info line gives the IoU of the chair shown with the file's."""
-        if not file:
-            raise ValueError(f"no file: upload a voxel chair ({', '.join(VOXEL_TYPES)})")
-        path = Path(file if isinstance(file, str) else getattr(file, "name", None) or file.get("path"))
+        path = _upload_path(file, f"a voxel chair ({', '.join(VOXEL_TYPES)})")
         grid = voxels.load_voxels(path, self.pipe.resolution)  # VoxelError for bad files
         if self.pipe.shape_encoder is not None:
             result = projection.encode(self.pipe, grid, refine=bool(refine))  # VoxelError for an empty grid
@@ -519,8 +593,45 @@ class Studio:
             result = projection.project(self.pipe, grid, APP_PROJECTION, bank=self._latent_bank())
             how = "projected"
         z = result.z[0].tolist()
-        chair = {"z": z, "base": z, "label": f"{path.stem[:60]} ({how}, IoU {float(result.iou[0]):.2f})"}
+        chair = {"z": z, "base": z, "label": f"{path.stem[:60]} ({how}, IoU {float(result.iou[0]):.2f})",
+                 "name": _slug(path.stem)}
         return (*self._present(chair, level, smooth, view, request), *self._zeros())
+
+    # ------------------------------------------------------------------ input checks
+    # The first step of each event that takes a file or operands (TripoSR's pattern): it has no
+    # outputs, so bad input is a toast and every output keeps the last good chair; the work
+    # itself runs in a `.success(...)` step. (Make chair skips it for speed: its bad-photo error
+    # marks only "What the encoder sees", its show_progress_on, and the chair stays.)
+    @friendly
+    def check_operands(self, batch, candidates, chair, truncation, *operands) -> None:
+        names = ("A", "B", "C") if len(operands) == 12 else ("start", "end")
+        for name, (source, seed, index, photo) in zip(names, zip(*[iter(operands)] * 4)):
+            if source == "Photo":
+                try:
+                    images.open_image(_image_input(photo))
+                except ValueError as err:
+                    raise type(err)(f"{name}: {err}") from err
+            else:
+                self._operand(name, source, seed, index, photo, batch, candidates, chair, truncation)
+
+    @friendly
+    def check_sample(self, seed, truncation, n) -> None:
+        _number(n, "number of chairs", 1, MAX_SAMPLES, integer=True)
+        self._prior(seed, truncation, 1)
+
+    @friendly
+    def check_export(self, chair, formats) -> None:
+        self._require(chair)
+        if not formats:
+            raise ValueError("choose at least one file format")
+
+    @friendly
+    def check_latent_file(self, file) -> None:
+        latents.load_latent(_upload_path(file, "a chair .json saved with Prepare downloads"), self.pipe.z_dim)
+
+    @friendly
+    def check_voxel_file(self, file) -> None:
+        voxels.load_voxels(_upload_path(file, f"a voxel chair ({', '.join(VOXEL_TYPES)})"), self.pipe.resolution)
 
     @staticmethod
     def operand_visibility(source):
@@ -566,8 +677,8 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         if notice:
             gr.Markdown(notice, elem_id="notice")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=5):
-                with gr.Tabs():
+            with gr.Column(scale=6):
+                with gr.Tabs(elem_id="tabs"):
                     with gr.Tab("Sample", id="sample"):
                         with gr.Row():
                             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=3)
@@ -580,7 +691,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                                              object_fit="contain", elem_id="gallery", elem_classes="thumbs")
                         picked = gr.Number(1, precision=0, minimum=1, maximum=MAX_SAMPLES, label="Picked chair #")
                     with gr.Tab("Explore", id="explore"):
-                        gr.Markdown("Move the current chair along latent directions; it updates when you let go. "
+                        gr.Markdown("Move the current chair along latent directions; it follows the slider as you drag. "
                                     + ("Each named direction was fitted to an attribute measured on generated "
                                        "chairs and moves it while holding the others as still as it can "
                                        "(the model card's disentanglement table says how well)."
@@ -622,7 +733,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                                                    allow_preview=False, object_fit="contain", elem_classes="thumbs")
                     with gr.Tab("Interpolate", id="interpolate"):
                         with gr.Row():
-                            ends = [_operand_inputs(name, "Seed", s) for name, s in (("Start", 4), ("End", 5))]
+                            ends = [_operand_inputs(name, "Seed", s) for name, s in INTERPOLATE_SEEDS]
                         with gr.Row():
                             steps = gr.Slider(2, 16, 6, step=1, label="Steps")
                             method = gr.Radio(["slerp", "lerp"], value="slerp", label="Interpolation")
@@ -653,15 +764,16 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                         gr.Markdown("Download the current chair, or load a chair `.json` someone shared.")
                         formats = gr.CheckboxGroup(list(FORMATS), value=list(FORMATS), label="Formats")
                         export_btn = gr.Button("Prepare downloads", variant="primary")
-                        files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+                        files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
                         latent_file = gr.File(label="Load a chair .json", file_types=[".json"], type="filepath")
                         voxel_file = gr.File(label="Load a voxel chair: it gets a latent code, then the "
                                                    "sliders edit it", file_types=VOXEL_TYPES, type="filepath")
                         refine = gr.Checkbox(True, visible=pipe.shape_encoder is not None,
                                              label="Refine its code through the generator (~0.4 s; off: instant)")
-            with gr.Column(scale=6):
-                model3d = gr.Model3D(label="Current chair (drag to orbit)", clear_color=(0.96, 0.96, 0.95, 1.0),
-                                     camera_position=CAMERA, height=380, elem_id="model3d")
+            with gr.Column(scale=5):
+                model3d = gr.HTML(None, html_template=VIEWER_HTML, css_template=(WEB / "chair_viewer.css").read_text(),
+                                  js_on_load=(WEB / "chair_viewer.js").read_text(), elem_id="model3d",
+                                  label="Current chair", apply_default_css=False)
                 with gr.Row():
                     info = gr.Markdown(elem_id="chair-info", label="Chair")
                     score = gr.Markdown(elem_id="chair-score", label="Realism")
@@ -672,56 +784,68 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                 if not studio.training.available:
                     gr.Markdown("Novelty check off: no training chairs here (set `CHAIR_DATA` or `--data`).")
                 with gr.Row():
-                    view = gr.Radio(list(VIEWS), value="Mesh", label="Plot", scale=1)
+                    view = gr.Radio(list(VIEWS), value="Mesh", label="Show", scale=1)
                     level = gr.Slider(0.05, 0.95, DEFAULT_LEVEL, step=0.01, label="Iso-level", scale=2)
                     smooth = gr.Slider(0.0, 1.0, DEFAULT_SMOOTH, step=0.1, label="Smoothing", scale=2)
-                plot = gr.Plot(label="Interactive view", elem_id="plot")
 
-        shown = [chair, model3d, plot, info]
+        shown = [chair, model3d, info]
         fast = dict(show_progress="hidden", trigger_mode="always_last", **model_events)
 
         dice.click(studio.random_seed, None, seed, api_name="random_seed", queue=False, show_progress="hidden")
         sample_inputs = [seed, truncation, n, level, smooth, view]
         sample_outputs = [gallery, batch, picked, *shown, *sliders]
-        sample_btn.click(studio.sample, sample_inputs, sample_outputs, api_name="sample", **model_events)
+        check = dict(outputs=None, show_progress="hidden", api_visibility="private")
+        sample_btn.click(studio.check_sample, [seed, truncation, n], **check).success(studio.sample, sample_inputs, sample_outputs, api_name="sample",
+                                                                       show_progress_on=gallery, **model_events)
         demo.load(studio.sample, sample_inputs, sample_outputs, api_name="initial_chair",
                   api_visibility="undocumented", **model_events)
         gallery.select(studio.selected_index, None, picked, api_name="select_gallery", queue=False,
                        show_progress="hidden", api_visibility="private").success(
             studio.pick, [picked, batch, level, smooth, view], [*shown, *sliders], api_name="pick", **fast)
-        gr.on([s.release for s in sliders], studio.explore, [chair, level, smooth, view, *sliders],
-              shown, api_name="explore", **fast)
+        # A slider's input event fires at every new position while dragging (and for the arrow
+        # keys and the number box; the release adds nothing new). trigger_mode="always_last"
+        # drops the positions passed while a chair is being made, so the last one always wins.
+        gr.on([s.input for s in sliders], studio.explore,
+              [chair, level, smooth, view, *sliders], shown, api_name="explore", **fast)
         reset_btn.click(studio.reset, [chair, level, smooth, view], [*sliders, *shown], api_name="reset", **fast)
         gr.on([level.release, smooth.release, view.input], studio.rerender, [chair, level, smooth, view],
-              [model3d, plot, info], api_name="render", **fast)
-        photo_btn.click(studio.photo, [photo_in, level, smooth, view],
-                        [photo_seen, photo_gallery, photo_batch, photo_picked, *shown, *sliders],
-                        api_name="photo", preprocess=False, **model_events)
+              [model3d, info], api_name="render", **fast)
+        photo_btn.click(
+            studio.photo, [photo_in, level, smooth, view], [photo_seen, photo_batch, photo_picked, *shown, *sliders],
+            api_name="photo", preprocess=False, show_progress_on=photo_seen, **model_events).success(
+            studio.photo_thumbnails, [photo_batch, level, smooth], photo_gallery, api_name="photo_thumbnails",
+            show_progress_on=photo_gallery, **model_events)
         photo_gallery.select(studio.selected_index, None, photo_picked, api_name="select_candidate", queue=False,
                              show_progress="hidden", api_visibility="private").success(
             studio.pick, [photo_picked, photo_batch, level, smooth, view], [*shown, *sliders],
             api_name="pick_candidate", **fast)
         op_inputs = [x for op in ops for x in op]
-        arith_btn.click(studio.arithmetic, [batch, photo_batch, chair, truncation, level, smooth, view, *op_inputs],
-                        [arith_gallery, *shown, *sliders], api_name="arithmetic", preprocess=False, **model_events)
-        interp_btn.click(studio.interpolate, [batch, photo_batch, chair, truncation, steps, method, level, smooth,
+        arith_btn.click(studio.check_operands, [batch, photo_batch, chair, truncation, *op_inputs], preprocess=False,
+                        **check).success(
+                        studio.arithmetic, [batch, photo_batch, chair, truncation, level, smooth, view, *op_inputs],
+                        [arith_gallery, *shown, *sliders], api_name="arithmetic", preprocess=False,
+                        show_progress_on=arith_gallery, **model_events)
+        end_inputs = [x for op in ends for x in op]
+        interp_btn.click(studio.check_operands, [batch, photo_batch, chair, truncation, *end_inputs], preprocess=False,
+                         **check).success(studio.interpolate, [batch, photo_batch, chair, truncation, steps, method, level, smooth,
                                               *[x for op in ends for x in op]],
                          [strip, gif, strip_batch], api_name="interpolate", preprocess=False, **model_events)
         strip.select(studio.selected_index, None, strip_picked, api_name="select_step", queue=False,
                      show_progress="hidden", api_visibility="private").success(
             studio.pick, [strip_picked, strip_batch, level, smooth, view], [*shown, *sliders],
             api_name="pick_step", **fast)
-        export_btn.click(studio.export, [chair, level, smooth, formats], files, api_name="export", **model_events)
-        latent_file.upload(studio.load_latent, [latent_file, level, smooth, view],
-                           [*shown, level, smooth, *sliders], api_name="load_latent", **model_events)
-        # Any new current chair (sample, pick, slider, photo, ...) gets its realism score next,
-        # as a separate event so the 3D preview never waits for the discriminator.
-        chair.change(studio.realism, chair, score, api_name="realism", show_progress="hidden",
-                     trigger_mode="always_last", **model_events)
-        chair.change(studio.nearest, chair, [nearest_img, nearest_info], api_name="nearest", show_progress="hidden",
-                     trigger_mode="always_last", **model_events)
-        voxel_file.upload(studio.load_voxels, [voxel_file, level, smooth, view, refine], [*shown, *sliders],
-                          api_name="load_voxels", **model_events)
+        export_btn.click(studio.check_export, [chair, formats], **check).success(studio.export, [chair, level, smooth, formats], files, api_name="export", **model_events)
+        latent_file.upload(studio.check_latent_file, latent_file, **check).success(studio.load_latent, [latent_file, level, smooth, view],
+                           [*shown, level, smooth, *sliders], api_name="load_latent", show_progress_on=latent_file, **model_events)
+        # The slower follow-ups of a new current chair (realism score, nearest training chair) run
+        # once it has stayed on screen for a moment (the viewer's 'settled' event), so a slider
+        # drag never waits for them.
+        model3d.settled(studio.realism, chair, score, api_name="realism", show_progress="hidden",
+                        trigger_mode="always_last", **model_events)
+        model3d.settled(studio.nearest, chair, [nearest_img, nearest_info], api_name="nearest",
+                        show_progress="hidden", trigger_mode="always_last", **model_events)
+        voxel_file.upload(studio.check_voxel_file, voxel_file, **check).success(studio.load_voxels, [voxel_file, level, smooth, view, refine], [*shown, *sliders],
+                          api_name="load_voxels", show_progress_on=voxel_file, **model_events)
         gr.on([atlas_method.change, atlas_color.change], studio.atlas_plot, [atlas_method, atlas_color], atlas_fig,
               api_name="atlas_plot", show_progress="hidden", trigger_mode="always_last", **model_events)
         if studio.atlas is not None:
@@ -765,7 +889,7 @@ def main(argv=None):
     prepare_for_serving(pipe, args.threads)
     name = "random-init" if notice else str(args.checkpoint or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
     demo = build_demo(pipe, notice, checkpoint=name, concurrency=args.concurrency, data=args.data)
-    demo.studio.training.preload()
+    demo.studio.training.preload(pipe)
     demo.studio.files.start()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS,

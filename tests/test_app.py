@@ -20,11 +20,12 @@ from PIL import Image
 
 import app
 from conftest import tiny_config
-from vaegan import ChairPipeline, meshing, voxels
+from vaegan import ChairPipeline, meshing, voxels, web_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
-PUBLIC_ENDPOINTS = {"/random_seed", "/sample", "/pick", "/explore", "/reset", "/render", "/photo", "/pick_candidate",
+PUBLIC_ENDPOINTS = {"/random_seed", "/sample", "/pick", "/explore", "/reset", "/render", "/photo", "/photo_thumbnails",
+                    "/pick_candidate",
                     "/arithmetic", "/interpolate", "/pick_step", "/export", "/load_latent", "/realism",
                     "/nearest", "/load_voxels", "/atlas_plot", "/atlas_open"}
 LEVEL, SMOOTH = 0.5, 0.0
@@ -111,44 +112,46 @@ def test_main_refuses_a_missing_named_checkpoint(tmp_path):
         app.main(["--checkpoint", str(tmp_path / "nope")])
 
 
-def test_fast_plot_json_is_mesh_figure_json(tiny_pipe):
-    """The app sends figures.mesh_figure_json; it must be exactly mesh_figure's JSON."""
-    from vaegan import figures
-
-    for level in (0.45, 0.49, 0.5):
-        mesh = tiny_pipe.mesh(tiny_pipe.generate(tiny_pipe.sample_latents(1, seed=1))[0], level=level)
-        assert json.loads(figures.mesh_figure_json(mesh)) == json.loads(figures.mesh_figure(mesh).to_json())
-    assert json.loads(figures.mesh_figure_json(mesh, "#123456", "t")) == \
-        json.loads(figures.mesh_figure(mesh, "#123456", "t").to_json())
+def test_viewer_is_one_html_component_with_the_webgl_script(tiny_pipe):
+    """The 3D view is a gr.HTML (#model3d) whose js_on_load is web/chair_viewer.js, and it is
+    the only 3D output: no Model3D and no plotly view of the chair remain."""
+    demo = app.build_demo(tiny_pipe)
+    viewer = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "model3d")
+    assert isinstance(viewer, gr.HTML) and "getContext('webgl'" in viewer.js_on_load
+    assert "'settled'" in viewer.js_on_load  # the follow-ups' trigger
+    assert not any(isinstance(b, gr.Model3D) for b in demo.blocks.values())
+    assert not any(isinstance(b, gr.Plot) and b.elem_id == "plot" for b in demo.blocks.values())
 
 
 # ------------------------------------------------------------------ sample / pick / explore
 def test_sample_returns_gallery_and_current_chair(sampled, tiny_pipe):
     studio, out = sampled
-    thumbs, batch, picked, chair, glb, plot, info, *sliders = out
+    thumbs, batch, picked, chair, payload, info, *sliders = out
     assert len(thumbs) == 4 and all(Path(p).is_file() for p, _ in thumbs)
     assert [c for _, c in thumbs] == [f"seed 3 · #{i}" for i in range(1, 5)]
     expected = np.asarray(tiny_pipe.sample_latents(4, seed=3, truncation=0.8))
     np.testing.assert_allclose(batch["z"], expected, rtol=1e-6)
     assert picked == 1 and chair["z"] == batch["z"][0] == chair["base"]
-    assert glb.endswith(".glb") and Path(glb).is_file() and "triangles" in info
+    assert payload["face_count"] > 0 and f"{payload['face_count']:,} triangles" in info
+    assert chair["name"] == "seed3_1" and batch["names"][2] == "seed3_3"
     assert sliders == [0.0] * len(studio.directions)
 
 
-def test_glb_is_the_y_up_model3d_frame(sampled, tiny_pipe):
+def test_viewer_payload_is_the_y_up_mesh_of_the_chair(sampled, tiny_pipe):
     _, out = sampled
-    chair, glb = out[3], out[4]
+    chair, payload = out[3], out[4]
     mesh = tiny_pipe.mesh(tiny_pipe.generate(chair["z"])[0], level=LEVEL)
-    loaded = trimesh.load(glb, force="mesh")
+    positions, faces = web_mesh.decode_payload(payload)
     expected = meshing.to_model3d_frame(mesh)
-    np.testing.assert_allclose(loaded.bounds, expected.bounds, atol=1e-5)
-    assert len(loaded.faces) == len(mesh.faces)
+    np.testing.assert_allclose(positions, expected.vertices, atol=1e-6)
+    np.testing.assert_array_equal(faces, expected.faces)
+    assert payload["label"] == chair["label"] and not payload["flat"]
 
 
 def test_pick_makes_a_gallery_chair_current(sampled):
     studio, out = sampled
     batch = out[1]
-    chair, glb, _, info, *sliders = studio.pick(None, 3, batch, LEVEL, SMOOTH, "Mesh")
+    chair, payload, info, *sliders = studio.pick(None, 3, batch, LEVEL, SMOOTH, "Mesh")
     assert chair["z"] == batch["z"][2] and chair["label"] == "seed 3 · #3" in info
     for bad in (0, 5, 1.5, None, "x"):
         with pytest.raises(gr.Error, match="chair #"):
@@ -168,7 +171,7 @@ def test_explore_moves_along_the_directions_and_reset_returns(sampled):
     # Sliders are absolute offsets from the base chair, not cumulative.
     again, *_ = studio.explore(None, moved, LEVEL, SMOOTH, "Mesh", *alphas)
     np.testing.assert_allclose(again["z"], moved["z"], rtol=1e-6)
-    *zeros, back, glb, _, info = studio.reset(None, moved, LEVEL, SMOOTH, "Mesh")
+    *zeros, back, payload, info = studio.reset(None, moved, LEVEL, SMOOTH, "Mesh")
     assert zeros == [0.0] * 5 and back["z"] == chair["base"] and "edit" not in info
     with pytest.raises(gr.Error, match="between -3 and 3"):
         studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", 4.0, 0, 0, 0, 0)
@@ -179,13 +182,14 @@ def test_explore_moves_along_the_directions_and_reset_returns(sampled):
 def test_render_views_and_empty_level(sampled):
     studio, out = sampled
     chair = out[3]
-    glb, plot, info = studio.rerender(None, chair, LEVEL, 0.5, "Mesh")
-    assert json.loads(plot.plot)["data"][0]["type"] == "mesh3d"
-    glb, plot, info = studio.rerender(None, chair, LEVEL, SMOOTH, "Voxels")
-    assert plot.data[0].name == "voxels"
+    payload, info = studio.rerender(None, chair, LEVEL, 0.5, "Mesh")
+    assert not payload["flat"] and payload["face_count"] > 0
+    cubes, info = studio.rerender(None, chair, LEVEL, SMOOTH, "Voxels")
+    assert cubes["flat"] and cubes["face_count"] % 2 == 0  # two triangles per exposed voxel face
     with pytest.warns(UserWarning, match="nothing to mesh"):  # gr.Warning outside a request
-        glb, plot, info = studio.rerender(None, chair, 0.999, SMOOTH, "Mesh")
-    assert glb is None and "empty at iso-level" in info and not plot.data
+        payload, info = studio.rerender(None, chair, 0.999, SMOOTH, "Mesh")
+    assert "positions" not in payload and "nothing to mesh" in payload["message"]
+    assert "empty at iso-level" in info
     for level, smooth, view, reason in ((0.0, 0, "Mesh", "iso-level"), (1.2, 0, "Mesh", "iso-level"),
                                         (0.5, 2, "Mesh", "smoothing"), (0.5, 0, "Wireframe", "view")):
         with pytest.raises(gr.Error, match=reason):
@@ -202,15 +206,17 @@ def test_sample_rejects_bad_numbers(studio):
 # ------------------------------------------------------------------ photo
 def test_photo_accepts_paths_filedata_and_data_urls(studio, tiny_pipe, tmp_path):
     path = photo_file(tmp_path)
-    seen, thumbs, candidates, picked, chair, glb, plot, info, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    seen, candidates, picked, chair, payload, info, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    thumbs = studio.photo_thumbnails(None, candidates, LEVEL, SMOOTH)
     with Image.open(seen) as picture:  # a session file, as every other output
         assert picture.size == (tiny_pipe.config.image_size,) * 2
     np.testing.assert_allclose(chair["z"], np.asarray(tiny_pipe.encode(path))[0], rtol=1e-5, atol=1e-6)
     assert len(thumbs) == 1 and picked == 1  # no gallery stored: the photo's own chair only
-    same = studio.photo(None, {"path": path, "orig_name": "chair.png"}, LEVEL, SMOOTH, "Mesh")[4]
+    same = studio.photo(None, {"path": path, "orig_name": "My Chair (2).png"}, LEVEL, SMOOTH, "Mesh")[3]
     data_url = "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
-    also = studio.photo(None, {"url": data_url, "path": None}, LEVEL, SMOOTH, "Mesh")[4]
+    also = studio.photo(None, {"url": data_url, "path": None}, LEVEL, SMOOTH, "Mesh")[3]
     assert same["z"] == chair["z"] == also["z"]
+    assert chair["name"] == "photo_chair" and same["name"] == "photo_My_Chair_2" and also["name"] == "photo_photo"
 
 
 def test_photo_candidates_open_edit_and_serve_as_operands(gallery_studio, tmp_path):
@@ -218,15 +224,17 @@ def test_photo_candidates_open_edit_and_serve_as_operands(gallery_studio, tmp_pa
     picking another opens it, the sliders edit it, and it is an arithmetic operand."""
     studio, pipe = gallery_studio
     path = photo_file(tmp_path)
-    seen, thumbs, candidates, picked, chair, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    seen, candidates, picked, chair, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    thumbs = studio.photo_thumbnails(None, candidates, LEVEL, SMOOTH)
     expected = np.asarray(pipe.candidates(path, k=app.PHOTO_CANDIDATES))
     assert len(thumbs) == app.PHOTO_CANDIDATES and all(Path(t).is_file() for t, _ in thumbs)
     assert [c for _, c in thumbs] == ["from photo", "alternative 1", "alternative 2", "alternative 3"]
     np.testing.assert_allclose(candidates["z"], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(chair["z"], expected[0], rtol=1e-5, atol=1e-6)
-    third, glb, plot, info, *zeros = studio.pick(None, 3, candidates, LEVEL, SMOOTH, "Mesh")
+    third, payload, info, *zeros = studio.pick(None, 3, candidates, LEVEL, SMOOTH, "Mesh")
     np.testing.assert_allclose(third["z"], expected[2], rtol=1e-5, atol=1e-6)
-    assert "alternative 2" in info and Path(glb).is_file() and zeros == [0.0] * len(studio.directions)
+    assert "alternative 2" in info and payload["face_count"] > 0 and zeros == [0.0] * len(studio.directions)
+    assert third["name"] == "photo_chair_alt2"
     edited = studio.explore(None, third, LEVEL, SMOOTH, "Mesh", 1.0)[0]
     assert edited["base"] == third["z"] and edited["z"] != third["z"]
     thumbs, new, *_ = studio.arithmetic(None, None, candidates, chair, 0.8, LEVEL, SMOOTH, "Mesh",
@@ -284,7 +292,8 @@ def test_photo_without_encoder_says_so(tmp_path):
 def test_arithmetic_of_seeds_gallery_and_photo(sampled, tiny_pipe, tmp_path):
     studio, out = sampled
     batch, chair = out[1], out[3]
-    thumbs, new, glb, plot, info, *_ = studio.arithmetic(None, batch, None, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops())
+    thumbs, new, payload, info, *_ = studio.arithmetic(None, batch, None, chair, 0.8, LEVEL, SMOOTH, "Mesh", *ops())
+    assert app.download_stem(new) == "chair_A-B+C"
     a, b, c = (np.asarray(tiny_pipe.sample_latents(1, seed=s, truncation=0.8))[0] for s in (1, 2, 3))
     np.testing.assert_allclose(new["z"], a - b + c, rtol=1e-5, atol=1e-6)
     assert [cap for _, cap in thumbs] == ["A: seed 1", "B: seed 2", "C: seed 3", "A − B + C"]
@@ -336,7 +345,8 @@ def test_export_every_format_and_load_it_back(sampled, tiny_pipe):
     np.testing.assert_array_equal(voxels.read_binvox(by_ext["binvox"]), vox >= 0.45)
     np.testing.assert_array_equal(voxels.read_vox(by_ext["vox"]), vox >= 0.45)
     assert len(trimesh.load(by_ext["stl"], force="mesh").faces) == len(tiny_pipe.mesh(vox, 0.45, 0.2).faces)
-    new, glb, plot, info, level, smooth, *sliders = studio.load_latent(None, str(by_ext["json"]), 0.5, 0.0, "Mesh")
+    assert {p.name for p in by_ext.values()} == {f"chair_seed3_1.{f}" for f in app.FORMATS}
+    new, payload, info, level, smooth, *sliders = studio.load_latent(None, str(by_ext["json"]), 0.5, 0.0, "Mesh")
     np.testing.assert_array_equal(new["z"], chair["z"])
     assert (level, smooth) == (0.45, 0.2) and "loaded: seed 3 · #1" in info
 
@@ -360,12 +370,8 @@ def test_export_and_load_reject_bad_input(sampled, tmp_path):
         studio.load_latent(None, None, LEVEL, SMOOTH, "Mesh")
 
 
-def test_realism_and_session_cleanup(sampled, tiny_pipe):
+def test_session_cleanup_removes_only_the_closing_sessions_files(sampled):
     studio, out = sampled
-    text = studio.realism(out[3])
-    expected = float(tiny_pipe.realism(tiny_pipe.generate(out[3]["z"]))[0])
-    assert f"{expected:.2f}" in text
-    assert studio.realism(None) == ""
 
     class Req:
         session_hash = "abc123"
@@ -373,17 +379,17 @@ def test_realism_and_session_cleanup(sampled, tiny_pipe):
     class Other:
         session_hash = "live456"
 
-    glb = Path(studio.explore(Req(), out[3], LEVEL, SMOOTH, "Mesh", 1.0)[1])
-    kept = Path(studio.explore(Other(), out[3], LEVEL, SMOOTH, "Mesh", 1.0)[1])
-    assert glb.is_file() and kept.is_file()
+    mine = Path(studio.export(Req(), out[3], LEVEL, SMOOTH, ["glb"])[0])
+    kept = Path(studio.export(Other(), out[3], LEVEL, SMOOTH, ["glb"])[0])
+    assert mine.is_file() and kept.is_file()
     studio.cleanup(Req())  # the tab closed
-    assert not glb.exists() and kept.is_file()
+    assert not mine.exists() and kept.is_file()
     assert 0 <= studio.random_seed() <= 99_999
 
 
 def test_a_session_keeps_only_its_current_files(studio, sampled):
-    """Every slider move writes a GLB; the superseded ones go after the grace period, the one
-    on screen stays, and an idle session that never unloaded is reclaimed."""
+    """Every export writes new files; the superseded ones go after the grace period, the newest
+    stay, and an idle session that never unloaded is reclaimed."""
     clock = [0.0]
     studio.files._clock = lambda: clock[0]
 
@@ -391,11 +397,11 @@ def test_a_session_keeps_only_its_current_files(studio, sampled):
         session_hash = "s1"
 
     chair = sampled[1][3]
-    glbs = [Path(studio.explore(Req(), chair, LEVEL, SMOOTH, "Mesh", a)[1]) for a in (0.5, 1.0, 1.5)]
-    assert len(set(glbs)) == 3 and all(p.is_file() for p in glbs)
+    glbs = [Path(studio.export(Req(), chair, level, SMOOTH, ["glb"])[0]) for level in (0.4, 0.45, 0.5)]
+    assert len({p.parent for p in glbs}) == 3 and all(p.is_file() for p in glbs)
     clock[0] += studio.files.grace_s + 1
     studio.files.sweep()
-    assert [p.is_file() for p in glbs] == [False, False, True]  # only the chair on screen
+    assert [p.is_file() for p in glbs] == [False, False, True]  # only the newest download
     clock[0] += studio.files.idle_s - studio.files.grace_s
     studio.keepalive(Req())  # an open tab ticks
     clock[0] += studio.files.grace_s + 1
@@ -442,37 +448,38 @@ def test_every_endpoint_through_gradio_client(client, tmp_path):
 
     seed = client.predict(api_name="/random_seed")
     assert 0 <= seed <= 99_999
-    gallery, picked, glb, plot, info, *sliders = client.predict(seed, 0.8, 3, LEVEL, SMOOTH, "Mesh",
-                                                                api_name="/sample")
-    assert len(gallery) == 3 and picked == 1 and Path(glb).suffix == ".glb" and Path(glb).is_file()
-    assert json.loads(plot["plot"])["data"][0]["type"] == "mesh3d" and sliders == [0.0] * 5
-    assert "realism" in client.predict(api_name="/realism")
-    glb, plot, info, *_ = client.predict(2, LEVEL, SMOOTH, "Mesh", api_name="/pick")
+    gallery, picked, payload, info, *sliders = client.predict(seed, 0.8, 3, LEVEL, SMOOTH, "Mesh",
+                                                              api_name="/sample")
+    assert len(gallery) == 3 and picked == 1 and payload["face_count"] > 0 and sliders == [0.0] * 5
+    assert web_mesh.decode_payload(payload)[1].shape == (payload["face_count"], 3)
+    assert client.predict(api_name="/realism") == ""  # no training chairs to rank against here
+    payload, info, *_ = client.predict(2, LEVEL, SMOOTH, "Mesh", api_name="/pick")
     assert "#2" in info
-    glb, plot, info = client.predict(LEVEL, SMOOTH, "Mesh", 1.5, 0, 0, 0, -1, api_name="/explore")
-    assert "edit PC 1 +1.5, PC 5 -1.0" in info and Path(glb).is_file()
-    *zeros, glb, plot, info = client.predict(LEVEL, SMOOTH, "Mesh", api_name="/reset")
+    payload, info = client.predict(LEVEL, SMOOTH, "Mesh", 1.5, 0, 0, 0, -1, api_name="/explore")
+    assert "edit PC 1 +1.5, PC 5 -1.0" in info and payload["face_count"] > 0
+    *zeros, payload, info = client.predict(LEVEL, SMOOTH, "Mesh", api_name="/reset")
     assert zeros == [0.0] * 5 and "edit" not in info
-    glb, plot, info = client.predict(LEVEL, SMOOTH, "Voxels", api_name="/render")
-    assert json.loads(plot["plot"])["data"][0]["name"] == "voxels"
+    payload, info = client.predict(LEVEL, SMOOTH, "Voxels", api_name="/render")
+    assert payload["flat"]
     photo = str(EXAMPLES[0]) if EXAMPLES else photo_file(tmp_path)
-    seen, thumbs, picked, glb, plot, info, *_ = client.predict(handle_file(photo), LEVEL, SMOOTH, "Mesh",
-                                                               api_name="/photo")
-    assert Path(seen).is_file() and "from photo" in info and len(thumbs) >= 1 and picked == 1
-    gallery4, glb, plot, info, *_ = client.predict(0.8, LEVEL, SMOOTH, "Mesh", "Seed", 1, 1, None,
+    seen, picked, payload, info, *_ = client.predict(handle_file(photo), LEVEL, SMOOTH, "Mesh", api_name="/photo")
+    assert Path(seen).is_file() and "from photo" in info and picked == 1
+    assert len(client.predict(LEVEL, SMOOTH, api_name="/photo_thumbnails")) >= 1
+    gallery4, payload, info, *_ = client.predict(0.8, LEVEL, SMOOTH, "Mesh", "Seed", 1, 1, None,
                                                    "Gallery pick", 0, 2, None, "Photo", 0, 1, handle_file(photo),
                                                    api_name="/arithmetic")
     assert [g["caption"] for g in gallery4] == ["A: seed 1", "B: gallery #2", "C: photo", "A − B + C"]
     strip, gif = client.predict(0.8, 3, "lerp", LEVEL, SMOOTH, "Seed", 4, 1, None, "Current chair", 0, 1, None,
                                 api_name="/interpolate")
     assert len(strip) == 3 and Path(gif).suffix == ".gif"
-    glb, plot, info, *_ = client.predict(3, LEVEL, SMOOTH, "Mesh", api_name="/pick_step")
+    payload, info, *_ = client.predict(3, LEVEL, SMOOTH, "Mesh", api_name="/pick_step")
     assert "step 3/3" in info
     files = client.predict(LEVEL, SMOOTH, list(app.FORMATS), api_name="/export")
     assert sorted(Path(f).suffix[1:] for f in files) == sorted(app.FORMATS)
+    assert {Path(f).stem for f in files} == {"chair_seed_4-current_chair_step3"}
     shared = next(f for f in files if f.endswith(".json"))
-    glb, plot, info, level, smooth, *_ = client.predict(handle_file(shared), 0.3, 0.9, "Mesh",
-                                                        api_name="/load_latent")
+    payload, info, level, smooth, *_ = client.predict(handle_file(shared), 0.3, 0.9, "Mesh",
+                                                      api_name="/load_latent")
     assert (level, smooth) == (LEVEL, SMOOTH) and "loaded" in info
 
 
@@ -524,15 +531,15 @@ def test_load_voxels_projects_a_file_into_an_editable_chair(studio, tiny_pipe, t
     target = tiny_pipe.generate(tiny_pipe.sample_latents(1, seed=9))[0] >= 0.5
     path = tmp_path / "mine.npy"
     np.save(path, target)
-    chair, glb, plot, info, *sliders = studio.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh")
+    chair, payload, info, *sliders = studio.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh")
     assert len(chair["z"]) == tiny_pipe.z_dim and chair["base"] == chair["z"]
-    assert "mine (encoded, refined, IoU" in info and sliders == [0.0] * 5 and Path(glb).is_file()
+    assert "mine (encoded, refined, IoU" in info and sliders == [0.0] * 5 and payload["face_count"] > 0
     moved, *_ = studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", 1.0)  # the sliders edit it
     assert moved["z"] != chair["z"]
     instant = studio.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh", False)[0]
     np.testing.assert_allclose(instant["z"], tiny_pipe.encode_shape(target)[0].numpy(), atol=1e-6)
     bare = app.Studio(app.ChairPipeline(tiny_pipe.generator, tiny_pipe.discriminator), workdir=tmp_path / "b")
-    assert "mine (projected, IoU" in bare.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh")[3]
+    assert "mine (projected, IoU" in bare.load_voxels(None, str(path), LEVEL, SMOOTH, "Mesh")[2]
     (tmp_path / "notes.txt").write_text("hello")
     np.save(tmp_path / "flat.npy", np.zeros((16, 16)))
     np.save(tmp_path / "empty.npy", np.zeros((16, 16, 16)))
@@ -558,7 +565,7 @@ def test_atlas_tab_plots_and_opens_chairs(tmp_path):
     studio = app.Studio(pipe, workdir=tmp_path / "s")
     fig = studio.atlas_plot("t-SNE", "armrests")
     assert len(fig.data[0].x) == 6
-    chair, glb, plot, info, *sliders = studio.atlas_open(None, 3, LEVEL, SMOOTH, "Mesh")
+    chair, payload, info, *sliders = studio.atlas_open(None, 3, LEVEL, SMOOTH, "Mesh")
     np.testing.assert_allclose(chair["z"], z[2], rtol=1e-6)
     assert "atlas #3: chair_2" in info and sliders == [0.0] * 5
     for bad in (0, 7, 1.5, None):
@@ -600,3 +607,90 @@ def test_new_endpoints_through_gradio_client(client):
         client.predict("PCA", "mass", api_name="/atlas_plot")
     with pytest.raises(AppError, match="no file"):
         client.predict(None, LEVEL, SMOOTH, "Mesh", api_name="/load_voxels")
+
+
+# ------------------------------------------------------------------ plain errors, input checks, names
+def test_errors_name_no_server_path_and_say_what_to_do(studio, tmp_path):
+    upload = tmp_path / "gradio" / "3f2a9c" / "corrupt_text.jpg"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("not a picture")
+    with pytest.raises(gr.Error) as caught:
+        studio.photo(None, {"path": str(upload), "orig_name": "corrupt_text.jpg"}, LEVEL, SMOOTH, "Mesh")
+    message = caught.value.message
+    assert str(tmp_path) not in message and "/" not in message.split(" (")[0]
+    assert message.startswith("corrupt_text.jpg is not an image file") and "Upload a photo of a chair" in message
+    assert app.plain(ValueError("got 1/2 at C:\\Users\\me\\x.npy")) == "got 1/2 at x.npy"
+    bad = tmp_path / "deep" / "er" / "mine.binvox"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"#binvox 9\n")
+    with pytest.raises(gr.Error) as caught:
+        studio.check_voxel_file(str(bad))
+    assert str(bad.parent) not in caught.value.message and "Upload a voxel chair" in caught.value.message
+
+
+def test_input_checks_pass_good_input_and_refuse_bad(sampled, tmp_path):
+    studio, out = sampled
+    batch, chair = out[1], out[3]
+    photo = photo_file(tmp_path)
+    assert studio.check_sample(3, 0.8, 4) is None
+    assert studio.check_operands(batch, None, chair, 0.8, *ops(b=("Photo", 0, 1, photo))) is None
+    assert studio.check_operands(batch, None, chair, 0.8, "Seed", 4, 1, None, "Current chair", 0, 1, None) is None
+    assert studio.check_export(chair, ["glb"]) is None
+    for call, reason in ((lambda: studio.check_sample(-1, 0.8, 4), "seed"),
+                         (lambda: studio.check_operands(batch, None, chair, 0.8, *ops(b=("Photo", 0, 1, None))),
+                          "B: no photo"),
+                         (lambda: studio.check_operands(None, None, None, 0.8, "Current chair", 0, 1, None,
+                                                        "Seed", 1, 1, None), "no chair yet"),
+                         (lambda: studio.check_export(chair, []), "at least one"),
+                         (lambda: studio.check_export(None, ["glb"]), "no chair yet"),
+                         (lambda: studio.check_latent_file(None), "no file"),
+                         (lambda: studio.check_voxel_file(None), "no file")):
+        with pytest.raises(gr.Error, match=reason):
+            call()
+
+
+def test_download_names_say_which_chair(sampled, tmp_path):
+    studio, out = sampled
+    chair = out[3]
+    assert app.download_stem(chair) == "chair_seed3_1"
+    edited = studio.explore(None, chair, LEVEL, SMOOTH, "Mesh", 1.0)[0]
+    assert app.download_stem(edited) == "chair_seed3_1_edit"
+    assert app.download_stem({"z": [0.0], "base": [0.0]}) == "chair_chair"
+    assert app._slug("photo_../../etc/passwd") == "photo_etc_passwd"
+    thumbs, gif, strip = studio.interpolate(None, None, None, None, 0.8, 3, "slerp", LEVEL, SMOOTH,
+                                            "Seed", 4, 1, None, "Seed", 28, 1, None)
+    step = studio.pick(None, 2, strip, LEVEL, SMOOTH, "Mesh")[0]
+    assert app.download_stem(step) == "chair_seed_4-seed_28_step2"
+    paths = studio.export(None, step, LEVEL, SMOOTH, ["glb", "json"])
+    assert [Path(p).name for p in paths] == ["chair_seed_4-seed_28_step2.glb", "chair_seed_4-seed_28_step2.json"]
+
+
+def test_realism_is_a_rank_among_the_training_chairs(tmp_path):
+    from test_atlas import write_modelnet
+
+    pipe = ChairPipeline.from_config(tiny_config(32), seed=0)
+    data = write_modelnet(tmp_path / "data", n_train=4, n_test=1)
+    studio = app.Studio(pipe, workdir=tmp_path / "s", data=data)
+    chair = {"z": np.asarray(pipe.sample_latents(1, seed=2))[0].tolist()}
+    reference = studio.training.realism_reference(pipe)
+    assert reference.shape == (4,) and np.all(np.diff(reference) >= 0)
+    score = float(pipe.realism(pipe.generate(chair["z"]))[0])
+    share = 100 * np.searchsorted(reference, score) / 4
+    assert studio.realism(chair) == f"looks more typical than **{share:.0f} %** of the training chairs " \
+                                    "(to the discriminator)"
+    assert studio.realism(None) == ""
+    off = app.Studio(pipe, workdir=tmp_path / "s", data=tmp_path / "missing")
+    assert off.realism(chair) == ""  # nothing to rank against: left out, not a bare P(real)
+
+
+@pytest.mark.slow
+def test_interpolate_defaults_show_a_visible_change():
+    from conftest import SHIPPED
+
+    if not (SHIPPED / "generator").is_dir():
+        pytest.skip(f"no shipped checkpoint at {SHIPPED}")
+    pipe = ChairPipeline.from_pretrained(SHIPPED)
+    (_, start), (_, end) = app.INTERPOLATE_SEEDS
+    a, b = (pipe.generate(pipe.sample_latents(1, seed=s, truncation=app.DEFAULT_TRUNCATION))[0] >= 0.5
+            for s in (start, end))
+    assert (a & b).sum() / (a | b).sum() < 0.3

@@ -1,82 +1,55 @@
 """A real headless Chromium, driven by Playwright, against `python app.py` in a subprocess.
 
-It opens the page, samples a chair, moves an Explore slider, uploads a photo (and opens one of its
-candidate chairs) and clicks a point of the latent atlas. After each step it waits until the Babylon 3D viewer and the plotly view
-have *rendered pixels* (not just elements) showing the new chair, and saves screenshots to
-artifacts/browser/. The app serves the shipped checkpoint (encoder, named directions, atlas).
-With UPDATE_DOCS_SCREENSHOTS=1 it also copies them to docs/ for the README.
+It opens the page, samples a chair, moves and drags an Explore slider, uploads photos (and opens
+one of their candidate chairs), uploads a broken file, downloads a chair and clicks a point of the
+latent atlas. After each step it waits until the WebGL viewer has *rendered new pixels* (read from
+the canvas, not network events; the probes are bench/browser.py's), and it checks that the page
+keeps one WebGL context through 40 updates. Screenshots go to artifacts/browser/. The app serves
+the shipped checkpoint (encoder, named directions, atlas). With UPDATE_DOCS_SCREENSHOTS=1 it also
+copies them to docs/ for the README.
 
 Skipped (with the reason) only when /usr/bin/chromium or the playwright package is missing;
 CI installs both (.ci/run, requirements-dev.txt).
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+sys.path.insert(0, str(ROOT))
+from bench import browser as probes  # noqa: E402  (the benchmark's launcher and pixel probes)
+
 ARTIFACTS = ROOT / "artifacts" / "browser"
 DOCS = ROOT / "docs"
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
 # The photo the test uploads: the project's first example render, or a real photo named by
 # CHAIR_STUDIO_PHOTO (the model card's screenshot used an IKEA development photo).
 PHOTO = Path(os.environ.get("CHAIR_STUDIO_PHOTO") or EXAMPLES[0])
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    # No GPU here: WebGL through SwiftShader (Babylon tries WebGPU first, logs an error, then
-    # falls back to WebGL2; plotly's 3-D scene is WebGL1).
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+VIEWER = probes.VIEWER  # "#model3d canvas"
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
                                      "(pip install -r requirements-dev.txt)")
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+if not probes.CHROMIUM.is_file():
+    pytest.skip(f"{probes.CHROMIUM} is missing (apt-get install chromium; .ci/run does)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
 def app_url():
     """`python app.py` on a free port, serving the shipped checkpoint as a user gets it."""
-    port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    env.pop("CHAIR_CHECKPOINT", None)
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
+    port = probes.free_port()
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{proc.stdout.read()}")
-            try:
-                if httpx.get(url + "config", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("app.py did not serve its page within 90 s")
-            time.sleep(0.2)
-        yield url
+        proc = probes.launch_app(port, timeout=90)
+    except (RuntimeError, TimeoutError) as err:
+        pytest.fail(str(err))
+    try:
+        yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         try:
@@ -86,46 +59,33 @@ def app_url():
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors = []
-        pg.on("pageerror", lambda err: errors.append(str(err)))
-        pg.goto(app_url)
-        yield pg
-        browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
+        chromium = pw.chromium.launch(executable_path=str(probes.CHROMIUM), args=probes.CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
-def _pixels(locator) -> np.ndarray:
-    return np.asarray(Image.open(__import__("io").BytesIO(locator.screenshot())).convert("RGB"), dtype=np.int16)
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    """One tab for the module's tests, as a user keeps one open; no JavaScript errors allowed."""
+    pg = probes.new_page(browser, app_url)
+    errors = []
+    pg.on("pageerror", lambda err: errors.append(str(err)))
+    yield pg
+    pg.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def _drawn_fraction(pixels: np.ndarray) -> float:
-    """Fraction of pixels that differ clearly from the element's most common (background) colour."""
-    flat = pixels.reshape(-1, 3)
-    colors, counts = np.unique(flat // 8, axis=0, return_counts=True)
-    background = colors[np.argmax(counts)] * 8 + 4
-    return float((np.abs(flat - background).max(axis=1) > 24).mean())
+def drawn(page) -> float:
+    return probes.drawn_fraction(page)
 
 
-def wait_rendered(page, selector: str, min_fraction: float = 0.02, changed_from=None, timeout: float = 90):
-    """Poll screenshots of `selector` until it shows a drawing (and, if given, a different one
-    from `changed_from`); returns the pixels. Fails with the last fraction seen."""
-    locator = page.locator(selector)
-    deadline = time.monotonic() + timeout
-    fraction = 0.0
-    while time.monotonic() < deadline:
-        pixels = _pixels(locator)
-        fraction = _drawn_fraction(pixels)
-        differs = changed_from is None or pixels.shape != changed_from.shape or \
-            float(np.abs(pixels - changed_from).mean()) > 0.5
-        if fraction >= min_fraction and differs:
-            return pixels
-        time.sleep(0.5)
-    pytest.fail(f"{selector} never rendered (drawn fraction {fraction:.3f}, changed: {changed_from is None or differs})")
+def new_frame(page, before, what: str, timeout: float = 30) -> None:
+    """Wait for the viewer to draw a frame that differs from ``before``, or fail naming ``what``."""
+    if probes.wait_new_frame(page, before, timeout) is None:
+        pytest.fail(f"{what}: the viewer showed no new chair within {timeout:.0f} s")
 
 
 def shot(page, name: str, selector: str | None = None) -> Path:
@@ -143,59 +103,136 @@ def shot(page, name: str, selector: str | None = None) -> Path:
     return path
 
 
-def open_tab(page, name: str) -> None:
-    """Click tab `name`, through gradio's "..." overflow menu when the tab row is too narrow."""
-    tab = page.get_by_role("tab", name=name)
-    if not tab.is_visible():
-        page.locator(".overflow-menu button").first.click()
-        page.locator(".overflow-dropdown button", has_text=name).click()
-    else:
-        tab.click()
-
-
 def wait_info(page, text: str, timeout: float = 90):
     page.locator("#chair-info").filter(has_text=text).wait_for(timeout=timeout * 1000)
 
 
+def info(page) -> str:
+    return page.locator("#chair-info").inner_text()
+
+
 def test_sample_slider_and_photo_render_in_chromium(page):
     # 1. The page loads with a first chair (demo.load samples seed 0); then sample seed 7.
-    page.locator("#model3d canvas").wait_for(timeout=90_000)
-    viewer = wait_rendered(page, "#model3d canvas")
-    plot = wait_rendered(page, "#plot .js-plotly-plot")
+    assert drawn(page) > 0.02
+    before = probes.signature(page)
     page.get_by_label("Seed").fill("7")
     page.locator("#sample-btn").click()
     wait_info(page, "seed 7 · #1")
-    viewer = wait_rendered(page, "#model3d canvas", changed_from=viewer)
-    plot = wait_rendered(page, "#plot .js-plotly-plot", changed_from=plot)
+    new_frame(page, before, "Sample")
     assert page.locator("#gallery img").count() == 8
+    page.wait_for_timeout(800)  # the follow-ups (realism, nearest training chair) fill in
     shot(page, "sample")
 
-    # 2. Explore: click the first direction's range track at 85% -> pointerup -> the release event.
-    open_tab(page, "Explore")
-    track = page.locator("#dir-0 input[type=range]")
-    box = track.bounding_box()
-    track.click(position={"x": box["width"] * 0.85, "y": box["height"] / 2})
+    # 2. Explore: click the first direction's range track at 85%.
+    probes.open_tab(page, "Explore")
+    before = probes.signature(page)
+    probes.move_slider(page, 0, 0.85)
     wait_info(page, "edit ")
-    viewer = wait_rendered(page, "#model3d canvas", changed_from=viewer)
-    plot = wait_rendered(page, "#plot .js-plotly-plot", changed_from=plot)
+    new_frame(page, before, "slider")
     shot(page, "explore")
 
     # 3. Photo -> chair: upload one of the project's own example renders (or CHAIR_STUDIO_PHOTO).
-    open_tab(page, "Photo → chair")
+    probes.open_tab(page, "Photo → chair")
     page.locator("#photo-in input[type=file]").set_input_files(str(PHOTO))
+    before = probes.signature(page)
     page.get_by_role("button", name="Make chair").click()
     wait_info(page, "from photo")
-    viewer = wait_rendered(page, "#model3d canvas", changed_from=viewer)
-    wait_rendered(page, "#plot .js-plotly-plot", changed_from=plot)
+    new_frame(page, before, "Make chair")
     # The candidate strip: k thumbnails, the photo's own chair first; clicking the third opens it.
     thumbs = page.locator("#photo-candidates img")
     thumbs.first.wait_for(timeout=30_000)
-    assert thumbs.count() == 4
+    page.wait_for_function("() => document.querySelectorAll('#photo-candidates img').length === 4", timeout=30_000)
+    page.wait_for_timeout(800)
     shot(page, "photo")
-    shot(page, "viewer", "#model3d canvas")
+    shot(page, "viewer", VIEWER)
+    before = probes.signature(page)
     thumbs.nth(2).click()
     wait_info(page, "alternative 2")
-    wait_rendered(page, "#model3d canvas", changed_from=viewer)
+    new_frame(page, before, "candidate")
+
+
+def test_forty_updates_keep_one_webgl_context_and_reach_the_screen(page):
+    """30 slider moves and 10 photos in the same tab: one WebGL context for the page's life,
+    none lost, every update drawn, the viewer not blank at the end."""
+    created = probes.webgl_counts(page)["created"]
+    slider_ms, slider_missed = probes.slider_moves(page, 30, timeout_s=15, settle_s=0.2)
+    photos = [p for p in probes.default_photos()][:5]
+    photo_ms, photo_missed = probes.photo_updates(page, photos, 10, timeout_s=15, settle_s=0.2)
+    counts = probes.webgl_counts(page)
+    assert counts["lost"] == 0, counts
+    assert counts["created"] == created == 1, counts  # the viewer's one context, made at page load
+    assert slider_missed == 0 and photo_missed == 0, (slider_missed, photo_missed)
+    assert len(slider_ms) == 30 and len(photo_ms) == 10
+    assert drawn(page) > 0.02
+
+
+def test_a_slider_drag_updates_the_chair_before_release(page):
+    probes.open_tab(page, "Explore")
+    track = page.locator("#dir-1 input[type=range]")
+    box = track.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    before = probes.signature(page)
+    frames = []
+    for fraction in (0.56, 0.64, 0.72, 0.80, 0.88):
+        page.mouse.move(box["x"] + box["width"] * fraction, y, steps=3)
+        if probes.wait_new_frame(page, before, 5) is not None:
+            frames.append(fraction)
+            before = probes.signature(page)
+    held = info(page)
+    page.mouse.up()
+    assert len(frames) >= 2, f"the chair changed at {frames} of the drag, before the release"
+    assert " · edit " in held  # the chair on screen while still holding is an edited one
+
+
+def test_a_bad_upload_says_what_to_do_and_keeps_the_chair(page, tmp_path):
+    probes.open_tab(page, "Photo → chair")
+    page.wait_for_timeout(500)
+    kept, kept_info = probes.signature(page), info(page)
+    corrupt = tmp_path / "corrupt_text.jpg"
+    corrupt.write_text("this is a text file, not a photo")
+    page.locator("#photo-in input[type=file]").set_input_files(str(corrupt))
+    page.get_by_role("button", name="Make chair").click()
+    toast = page.locator(".toast-body").filter(has_text="corrupt_text.jpg")
+    toast.wait_for(timeout=30_000)
+    text = toast.inner_text()
+    assert "Upload a photo of a chair" in text and "/tmp" not in text and "gradio" not in text
+    assert "Traceback" not in page.content()
+    shot(page, "bad_upload")
+    page.wait_for_timeout(1000)
+    assert info(page) == kept_info
+    assert np.abs(np.asarray(probes.signature(page)) - np.asarray(kept)).mean() < 0.5  # the same chair
+    assert page.locator("#model3d .pending, #model3d .error").count() == 0
+    for close in page.locator(".toast-close").all():
+        close.click()
+
+
+def test_downloads_are_named_after_the_chair(page):
+    page.get_by_role("tab", name="Sample").click()
+    before = probes.signature(page)
+    page.get_by_label("Seed").fill("7")
+    page.locator("#sample-btn").click()
+    wait_info(page, "seed 7 · #1")
+    new_frame(page, before, "Sample")
+    page.locator("#gallery img").nth(2).click()
+    wait_info(page, "seed 7 · #3")
+    probes.open_tab(page, "Share")
+    page.get_by_role("button", name="Prepare downloads").click()
+    links = page.locator("#downloads a[download]")
+    page.wait_for_function("() => document.querySelectorAll('#downloads a[download]').length >= 8", timeout=30_000)
+    names = {links.nth(i).get_attribute("download") for i in range(links.count())}
+    assert {"chair_seed7_3.glb", "chair_seed7_3.obj", "chair_seed7_3.json"} <= names, names
+
+
+def test_every_tab_is_on_the_tab_row_at_1280_px(browser, app_url):
+    pg = probes.new_page(browser, app_url, width=1280, height=900)
+    names = ["Sample", "Explore", "Photo → chair", "A − B + C", "Interpolate", "Atlas", "Share"]
+    try:
+        for name in names:
+            assert pg.get_by_role("tab", name=name).is_visible(), f"tab {name!r} is hidden in the overflow menu"
+    finally:
+        pg.close()
 
 
 def test_clicking_an_atlas_point_opens_that_chair(page):
@@ -203,23 +240,24 @@ def test_clicking_an_atlas_point_opens_that_chair(page):
     hooked by app.ATLAS_CLICK_JS) makes that training chair the current chair."""
     if not (ROOT / "checkpoints" / "chair32" / "atlas.safetensors").is_file():
         pytest.skip("the shipped checkpoint has no atlas.safetensors")
-    viewer = wait_rendered(page, "#model3d canvas")
-    open_tab(page, "Atlas")
-    wait_rendered(page, "#atlas-plot .js-plotly-plot")
+    probes.open_tab(page, "Atlas")
+    page.locator("#atlas-plot .js-plotly-plot").wait_for(timeout=90_000)
     points = page.locator("#atlas-plot .scatterlayer .point")
-    assert points.count() > 100
+    page.wait_for_function("() => document.querySelectorAll('#atlas-plot .scatterlayer .point').length > 100",
+                           timeout=90_000)
     page.wait_for_timeout(1500)  # the tab's first draw is followed by a relayout; let it settle
     box = points.nth(17).bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     # A second listener records which point plotly reports, to check that exactly it opens.
     page.evaluate("""() => document.querySelector('#atlas-plot .js-plotly-plot').on('plotly_click',
         (event) => { window.clickedPoint = event.points[0].customdata; })""")
+    before = probes.signature(page)
     page.mouse.move(x - 20, y - 20)
     page.mouse.move(x, y, steps=5)
     page.mouse.click(x, y)
     page.wait_for_function("() => window.clickedPoint !== undefined", timeout=10_000)
     number = int(page.evaluate("() => window.clickedPoint")) + 1  # customdata is 0-based
     wait_info(page, f"atlas #{number}:")
-    wait_rendered(page, "#model3d canvas", changed_from=viewer)
+    new_frame(page, before, "atlas click")
     assert page.locator("#atlas-index input").input_value() == str(number)
     shot(page, "atlas")

@@ -1,4 +1,4 @@
-"""Tests for vaegan.meshing (grid -> mesh -> file) and vaegan.figures (plotly previews)."""
+"""Tests for vaegan.meshing (grid -> mesh -> file)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 import trimesh
 
 from vaegan import fileio
 from vaegan.errors import EmptyShapeError, VoxelError
-from vaegan.figures import empty_figure, mesh_figure, voxel_figure
 from vaegan.meshing import (
     MODEL3D_ROTATION,
     SUPPORTED_FORMATS,
@@ -272,49 +270,3 @@ def test_surface_points_deterministic(chair_mesh: trimesh.Trimesh) -> None:
     assert np.all(np.abs(a) <= 0.5 + 1e-6)
     with pytest.raises(EmptyShapeError):
         surface_points(trimesh.Trimesh())
-
-
-# --- figures -------------------------------------------------------------------------------
-
-
-def test_mesh_figure(chair_mesh: trimesh.Trimesh) -> None:
-    fig = mesh_figure(chair_mesh, title="chair")
-    assert isinstance(fig, go.Figure) and len(fig.data) == 1
-    trace = fig.data[0]
-    assert isinstance(trace, go.Mesh3d) and trace.flatshading
-    assert len(trace.x) == len(chair_mesh.vertices) and len(trace.i) == len(chair_mesh.faces)
-    assert fig.layout.uirevision is not None
-    assert fig.layout.scene.camera.eye.x < 0  # looking at the front (which faces -x)
-
-
-@pytest.mark.parametrize(
-    ("coords", "triangles"),
-    [([(3, 3, 3)], 12), ([(3, 3, 3), (4, 3, 3)], 20), ([(3, 3, 3), (4, 4, 4)], 24)],
-)
-def test_voxel_figure_exposed_faces(coords: list[tuple[int, int, int]], triangles: int) -> None:
-    grid = np.zeros((8, 8, 8), np.float32)
-    for c in coords:
-        grid[c] = 1.0
-    fig = voxel_figure(grid)
-    assert len(fig.data) == 1
-    trace = fig.data[0]
-    assert isinstance(trace, go.Mesh3d) and len(trace.i) == triangles
-    verts = np.c_[trace.x, trace.y, trace.z]
-    mesh = trimesh.Trimesh(verts, np.c_[trace.i, trace.j, trace.k])
-    np.testing.assert_allclose(mesh.volume, len(coords) / 8**3)  # outward winding
-    assert fig.layout.scene.camera == mesh_figure(voxels_to_mesh(grid)).layout.scene.camera
-
-
-def test_voxel_figure_of_chair_matches_voxel_count() -> None:
-    grid = _chair(32)
-    fig = voxel_figure(grid)
-    trace = fig.data[0]
-    mesh = trimesh.Trimesh(np.c_[trace.x, trace.y, trace.z], np.c_[trace.i, trace.j, trace.k])
-    np.testing.assert_allclose(mesh.volume, (grid >= 0.5).sum() / 32**3)
-
-
-def test_empty_figures() -> None:
-    fig = empty_figure("nothing to show")
-    assert isinstance(fig, go.Figure) and not fig.data
-    assert fig.layout.annotations[0].text == "nothing to show"
-    assert not voxel_figure(np.zeros((8, 8, 8), np.float32)).data

@@ -68,7 +68,7 @@ def open_image(source) -> Image.Image:
         except Image.DecompressionBombError as err:  # > ~179 MP: PIL refuses before decoding
             raise ImageError(f"{name} is far too large: {err}") from err
         except UnidentifiedImageError as err:
-            raise ImageError(f"{name} is not an image file PIL can read") from err
+            raise ImageError(f"{name} is not an image file (JPEG, PNG, WebP, ...)") from err
         except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
             raise ImageError(f"{name} is damaged or truncated: {err}") from err
         finally:
