@@ -30,10 +30,11 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency import free_port, stop, wait_ready  # noqa: E402  (the same launcher as the latency benchmark)
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -113,32 +114,18 @@ WAIT_FRAME_JS = """
 """ % SIGNATURE_JS.strip()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch_app(port: int, extra: list[str] | None = None, timeout: float = 120.0) -> subprocess.Popen:
     """`python app.py --port PORT` with the shipped checkpoint; returns once it serves."""
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("CHAIR_CHECKPOINT", None)
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *(extra or [])], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{proc.stdout.read()}")
-        try:
-            if httpx.get(url + "config", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise TimeoutError(f"app.py did not serve its page within {timeout:.0f} s")
-        time.sleep(0.2)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/", proc, timeout)
+    except (RuntimeError, TimeoutError):
+        stop(proc)
+        raise
+    return proc
 
 
 def new_page(browser, url: str, width: int = 1400, height: int = 1000):
@@ -265,12 +252,7 @@ def main(argv=None) -> int:
             fraction = drawn_fraction(page)
             browser.close()
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc)
     result = {
         "url": url, "moves": args.moves, "photos": args.photos,
         "slider_release_to_frame_p50_ms": percentile(slider_ms, 50),

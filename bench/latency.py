@@ -64,6 +64,17 @@ def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 120.0) 
     raise TimeoutError(f"app at {url} not ready after {timeout:.0f} s")
 
 
+def stop(proc: subprocess.Popen | None) -> None:
+    """Terminate an app this benchmark launched (kill it after 10 s)."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def peak_rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -227,12 +238,7 @@ def main(argv=None) -> int:
             result["server_phases_p50_ms"] = {fn: {k: round(float(np.median(v)), 1) for k, v in d.items()}
                                               for fn, d in phases.items()}
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc)
     pipe = bare_pipeline(args.checkpoint, args.threads)
     result["bare_generate_mesh"] = bare_times(pipe, args.repeats, args.level, args.truncation)
     reconstruct = bare_reconstruct_times(pipe, min(args.repeats, 10))

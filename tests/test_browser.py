@@ -13,7 +13,6 @@ CI installs both (.ci/run, requirements-dev.txt).
 """
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,11 +50,7 @@ def app_url():
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        probes.stop(proc)
 
 
 @pytest.fixture(scope="module")
