@@ -452,8 +452,9 @@ class Studio:
 
     @friendly
     def photo(self, request: gr.Request, image, level, smooth, view):
-        """A photo -> its k candidate chairs (best first), the first opened at once; their
-        thumbnails follow in `photo_thumbnails`, so the 3D view never waits for them."""
+        """A photo -> its k candidate chairs (best first), the first opened at once; what the
+        encoder saw and the thumbnails follow in `photo_thumbnails`, so the 3D view never waits
+        for them."""
         _, seen = self.pipe.preprocess(_image_input(image))  # ImageError for bad files
         k = min(PHOTO_CANDIDATES, 1 + self.pipe.encoder.config.e_gallery) if self.pipe.encoder is not None else 1
         zs = np.asarray(self.pipe.candidates(seen, k=k), dtype=np.float32)  # (k, z_dim), the photo's own code first
@@ -462,20 +463,21 @@ class Studio:
             seen_path = folder / "seen.png"
             seen.save(seen_path, compress_level=1)
         stem = _slug(_upload_name(image) or "photo")
-        candidates = {"z": zs.tolist(), "labels": [f"photo: {c}" for c in captions],
+        candidates = {"z": zs.tolist(), "labels": [f"photo: {c}" for c in captions], "seen": str(seen_path),
                       "names": [f"photo_{stem}"] + [f"photo_{stem}_alt{i}" for i in range(1, k)]}
         chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": "from photo", "name": f"photo_{stem}"}
-        return (str(seen_path), candidates, 1, *self._present(chair, level, smooth, view, request), *self._zeros())
+        return (candidates, 1, *self._present(chair, level, smooth, view, request), *self._zeros())
 
     @friendly
     def photo_thumbnails(self, request: gr.Request, candidates, level, smooth):
-        """The photo's candidates (`photo`) -> their gallery thumbnails."""
+        """The photo's candidates (`photo`) -> (the picture as the encoder saw it, their
+        gallery thumbnails)."""
         zs = np.asarray((candidates or {}).get("z") or [], dtype=np.float32)
         if not len(zs):
-            return []
+            return None, []
         captions = [label.removeprefix("photo: ") for label in candidates["labels"]]
         with self.output(request, "photo-candidates") as folder:
-            return self._thumbnails(zs, captions, level, smooth, folder)[0]
+            return candidates.get("seen"), self._thumbnails(zs, captions, level, smooth, folder)[0]
 
     @friendly
     def arithmetic(self, request: gr.Request, batch, candidates, chair, truncation, level, smooth, view,
@@ -816,9 +818,10 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         gr.on([level.release, smooth.release, view.input], studio.rerender, [chair, level, smooth, view],
               [model3d, info], api_name="render", **fast)
         photo_btn.click(
-            studio.photo, [photo_in, level, smooth, view], [photo_seen, photo_batch, photo_picked, *shown, *sliders],
-            api_name="photo", preprocess=False, show_progress="hidden", **model_events).success(
-            studio.photo_thumbnails, [photo_batch, level, smooth], photo_gallery, api_name="photo_thumbnails",
+            studio.photo, [photo_in, level, smooth, view], [photo_batch, photo_picked, *shown, *sliders],
+            api_name="photo", preprocess=False, show_progress="hidden", show_progress_on=photo_seen,
+            **model_events).success(
+            studio.photo_thumbnails, [photo_batch, level, smooth], [photo_seen, photo_gallery], api_name="photo_thumbnails",
             show_progress_on=photo_gallery, **model_events)
         photo_gallery.select(studio.selected_index, None, photo_picked, api_name="select_candidate", queue=False,
                              show_progress="hidden", api_visibility="private").success(

@@ -206,15 +206,15 @@ def test_sample_rejects_bad_numbers(studio):
 # ------------------------------------------------------------------ photo
 def test_photo_accepts_paths_filedata_and_data_urls(studio, tiny_pipe, tmp_path):
     path = photo_file(tmp_path)
-    seen, candidates, picked, chair, payload, info, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
-    thumbs = studio.photo_thumbnails(None, candidates, LEVEL, SMOOTH)
+    candidates, picked, chair, payload, info, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    seen, thumbs = studio.photo_thumbnails(None, candidates, LEVEL, SMOOTH)
     with Image.open(seen) as picture:  # a session file, as every other output
         assert picture.size == (tiny_pipe.config.image_size,) * 2
     np.testing.assert_allclose(chair["z"], np.asarray(tiny_pipe.encode(path))[0], rtol=1e-5, atol=1e-6)
     assert len(thumbs) == 1 and picked == 1  # no gallery stored: the photo's own chair only
-    same = studio.photo(None, {"path": path, "orig_name": "My Chair (2).png"}, LEVEL, SMOOTH, "Mesh")[3]
+    same = studio.photo(None, {"path": path, "orig_name": "My Chair (2).png"}, LEVEL, SMOOTH, "Mesh")[2]
     data_url = "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
-    also = studio.photo(None, {"url": data_url, "path": None}, LEVEL, SMOOTH, "Mesh")[3]
+    also = studio.photo(None, {"url": data_url, "path": None}, LEVEL, SMOOTH, "Mesh")[2]
     assert same["z"] == chair["z"] == also["z"]
     assert chair["name"] == "photo_chair" and same["name"] == "photo_My_Chair_2" and also["name"] == "photo_photo"
 
@@ -224,8 +224,8 @@ def test_photo_candidates_open_edit_and_serve_as_operands(gallery_studio, tmp_pa
     picking another opens it, the sliders edit it, and it is an arithmetic operand."""
     studio, pipe = gallery_studio
     path = photo_file(tmp_path)
-    seen, candidates, picked, chair, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
-    thumbs = studio.photo_thumbnails(None, candidates, LEVEL, SMOOTH)
+    candidates, picked, chair, *_ = studio.photo(None, path, LEVEL, SMOOTH, "Mesh")
+    seen, thumbs = studio.photo_thumbnails(None, candidates, LEVEL, SMOOTH)
     expected = np.asarray(pipe.candidates(path, k=app.PHOTO_CANDIDATES))
     assert len(thumbs) == app.PHOTO_CANDIDATES and all(Path(t).is_file() for t, _ in thumbs)
     assert [c for _, c in thumbs] == ["from photo", "alternative 1", "alternative 2", "alternative 3"]
@@ -462,9 +462,10 @@ def test_every_endpoint_through_gradio_client(client, tmp_path):
     payload, info = client.predict(LEVEL, SMOOTH, "Voxels", api_name="/render")
     assert payload["flat"]
     photo = str(EXAMPLES[0]) if EXAMPLES else photo_file(tmp_path)
-    seen, picked, payload, info, *_ = client.predict(handle_file(photo), LEVEL, SMOOTH, "Mesh", api_name="/photo")
-    assert Path(seen).is_file() and "from photo" in info and picked == 1
-    assert len(client.predict(LEVEL, SMOOTH, api_name="/photo_thumbnails")) >= 1
+    picked, payload, info, *_ = client.predict(handle_file(photo), LEVEL, SMOOTH, "Mesh", api_name="/photo")
+    assert "from photo" in info and picked == 1 and payload["face_count"] > 0
+    seen, thumbs = client.predict(LEVEL, SMOOTH, api_name="/photo_thumbnails")
+    assert Path(seen).is_file() and len(thumbs) >= 1
     gallery4, payload, info, *_ = client.predict(0.8, LEVEL, SMOOTH, "Mesh", "Seed", 1, 1, None,
                                                    "Gallery pick", 0, 2, None, "Photo", 0, 1, handle_file(photo),
                                                    api_name="/arithmetic")
