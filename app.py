@@ -16,6 +16,7 @@ import functools
 import os
 import random
 import re
+import tempfile
 import threading
 from pathlib import Path
 
@@ -385,15 +386,23 @@ class Studio:
 
     # ------------------------------------------------------------------ handlers
     @friendly
-    def realism(self, chair):
+    def about(self, request: gr.Request, chair):
+        """The follow-ups of a chair that has settled on screen, from one generator pass ->
+        (realism line, nearest training chair's thumbnail, its line)."""
+        if not chair or "z" not in chair:
+            return "", None, ""
+        vox = self.pipe.generate(self._latent(chair["z"]))[0]
+        return (self.realism(chair, vox), *self.nearest(request, chair, vox))
+
+    def realism(self, chair, vox=None) -> str:
         """How typical the current chair looks to the discriminator, ranked among the training
-        chairs' own scores (a chained follow-up event). Left out where the checkpoint has no
-        discriminator or the training chairs are not here: a bare P(real) means little to a user."""
+        chairs' own scores. Left out where the checkpoint has no discriminator or the training
+        chairs are not here: a bare P(real) means little to a user."""
         if self.pipe.discriminator is None or not self.training.available or not chair or "z" not in chair:
             return ""
         reference = self.training.realism_reference(self.pipe)
-        score = float(self.pipe.realism(self.pipe.generate(self._latent(chair["z"])))[0])
-        share = 100.0 * np.searchsorted(reference, score) / len(reference)
+        vox = self.pipe.generate(self._latent(chair["z"]))[0] if vox is None else vox
+        share = 100.0 * np.searchsorted(reference, float(self.pipe.realism(vox)[0])) / len(reference)
         return f"looks more typical than **{share:.0f} %** of the training chairs (to the discriminator)"
 
     @staticmethod
@@ -541,22 +550,28 @@ class Studio:
         return (*self._present(chair, level, smooth, view, request), level, smooth, *self._zeros())
 
     # ------------------------------------------------------------------ latent tools
-    @friendly
-    def nearest(self, request: gr.Request, chair):
+    def nearest(self, request: gr.Request | None, chair, vox=None):
         """The novelty check: the training chair with the highest IoU with the current chair
-        -> (its thumbnail, a markdown line). A chained event, like the realism score."""
-        if not self.training.available:
-            return None, ""
-        if not chair or "z" not in chair:
+        -> (its thumbnail, a markdown line)."""
+        if not self.training.available or not chair or "z" not in chair:
             return None, ""
         refs = self.training.packed()
-        vox = self.pipe.generate(self._latent(chair["z"]))[0]
+        vox = self.pipe.generate(self._latent(chair["z"]))[0] if vox is None else vox
         index, iou = novelty.nearest(vox, refs)
         i, value = int(index[0]), float(iou[0])
         verdict = "a near-copy" if value > 0.9 else "close" if value > 0.7 else "new"
         with self.output(request, "nearest") as folder:
-            thumb = self._thumbnail(refs.unpack(i).astype(np.float32), 0.5, 0.0, folder, "nearest")
-        return thumb, f"nearest training chair: **{refs.names[i]}**, IoU **{value:.2f}** ({verdict})"
+            thumb = folder / "nearest.png"
+            thumb.write_bytes(self._training_thumbnail(i))
+        return str(thumb), f"nearest training chair: **{refs.names[i]}**, IoU **{value:.2f}** ({verdict})"
+
+    @functools.lru_cache(maxsize=256)
+    def _training_thumbnail(self, index: int) -> bytes:
+        """Training chair ``index`` rendered as a PNG, once: the novelty check shows the same few
+        chairs again and again."""
+        grid = self.training.packed().unpack(index).astype(np.float32)
+        with tempfile.TemporaryDirectory() as folder:
+            return Path(self._thumbnail(grid, 0.5, 0.0, Path(folder), "nearest")).read_bytes()
 
     def _require_atlas(self) -> latent_atlas.Atlas:
         if self.atlas is None:
@@ -846,12 +861,11 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         latent_file.upload(studio.check_latent_file, latent_file, **check).success(studio.load_latent, [latent_file, level, smooth, view],
                            [*shown, level, smooth, *sliders], api_name="load_latent", show_progress_on=latent_file, **model_events)
         # The slower follow-ups of a new current chair (realism score, nearest training chair) run
-        # once it has stayed on screen for a moment (the viewer's 'settled' event), so a slider
-        # drag never waits for them.
-        model3d.settled(studio.realism, chair, score, api_name="realism", show_progress="hidden",
-                        trigger_mode="always_last", **model_events)
-        model3d.settled(studio.nearest, chair, [nearest_img, nearest_info], api_name="nearest",
-                        show_progress="hidden", trigger_mode="always_last", **model_events)
+        # once it has stayed on screen for a moment (the viewer's 'settled' event), one at a time
+        # in a group of their own, so a slider drag never waits for them.
+        model3d.settled(studio.about, chair, [score, nearest_img, nearest_info], api_name="about",
+                        show_progress="hidden", trigger_mode="always_last", concurrency_id="follow-ups",
+                        concurrency_limit=1)
         voxel_file.upload(studio.check_voxel_file, voxel_file, **check).success(studio.load_voxels, [voxel_file, level, smooth, view, refine], [*shown, *sliders],
                           api_name="load_voxels", show_progress_on=voxel_file, **model_events)
         gr.on([atlas_method.change, atlas_color.change], studio.atlas_plot, [atlas_method, atlas_color], atlas_fig,
@@ -900,8 +914,11 @@ def main(argv=None):
     demo.studio.training.preload()
     demo.studio.files.start()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.max_queue)
+    # run_history=False: Gradio 6 otherwise keeps every call's inputs and outputs (here a mesh of
+    # ~100 KB each) in the browser's localStorage, re-serialising up to 100 of them after each
+    # call: a slider took 250 ms to reach the screen at first and 500 ms after 50 moves.
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS,
-                max_file_size="20mb", footer_links=["api", "gradio"])
+                max_file_size="20mb", footer_links=["api", "gradio"], run_history=False)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
 PUBLIC_ENDPOINTS = {"/random_seed", "/sample", "/pick", "/explore", "/reset", "/render", "/photo", "/photo_thumbnails",
                     "/pick_candidate",
-                    "/arithmetic", "/interpolate", "/pick_step", "/export", "/load_latent", "/realism",
-                    "/nearest", "/load_voxels", "/atlas_plot", "/atlas_open"}
+                    "/arithmetic", "/interpolate", "/pick_step", "/export", "/load_latent", "/about",
+                    "/load_voxels", "/atlas_plot", "/atlas_open"}
 LEVEL, SMOOTH = 0.5, 0.0
 
 
@@ -452,7 +452,7 @@ def test_every_endpoint_through_gradio_client(client, tmp_path):
                                                               api_name="/sample")
     assert len(gallery) == 3 and picked == 1 and payload["face_count"] > 0 and sliders == [0.0] * 5
     assert web_mesh.decode_payload(payload)[1].shape == (payload["face_count"], 3)
-    assert client.predict(api_name="/realism") == ""  # no training chairs to rank against here
+    assert tuple(client.predict(api_name="/about")) == ("", None, "")  # no training chairs to compare with
     payload, info, *_ = client.predict(2, LEVEL, SMOOTH, "Mesh", api_name="/pick")
     assert "#2" in info
     payload, info = client.predict(LEVEL, SMOOTH, "Mesh", 1.5, 0, 0, 0, -1, api_name="/explore")
@@ -603,7 +603,7 @@ def test_new_endpoints_through_gradio_client(client):
     from gradio_client.exceptions import AppError
 
     client.predict(1, 0.8, 2, LEVEL, SMOOTH, "Mesh", api_name="/sample")
-    assert client.predict(api_name="/nearest")[1] == ""  # no training chairs at 16^3
+    assert client.predict(api_name="/about")[2] == ""  # no training chairs at 16^3
     with pytest.raises(AppError, match="no latent atlas"):
         client.predict("PCA", "mass", api_name="/atlas_plot")
     with pytest.raises(AppError, match="no file"):
@@ -684,6 +684,11 @@ def test_realism_is_a_rank_among_the_training_chairs(tmp_path):
     assert studio.realism(None) == ""
     off = app.Studio(pipe, workdir=tmp_path / "s", data=tmp_path / "missing")
     assert off.realism(chair) == ""  # nothing to rank against: left out, not a bare P(real)
+    # The page's follow-up event: both from one generator pass, the same lines.
+    text, thumb, nearest = studio.about(None, chair)
+    assert text == studio.realism(chair)
+    assert nearest == studio.nearest(None, chair)[1] and Path(thumb).is_file()
+    assert studio.about(None, None) == ("", None, "")
 
 
 @pytest.mark.slow

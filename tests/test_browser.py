@@ -146,6 +146,14 @@ def test_sample_slider_and_photo_render_in_chromium(page):
     new_frame(page, before, "candidate")
 
 
+def test_the_browser_keeps_no_run_history(app_url):
+    """Gradio's run history would keep every call's ~100 KB mesh in localStorage and re-save
+    them all after each call, so updates got slower the longer a tab was open."""
+    import httpx
+
+    assert httpx.get(app_url + "config", timeout=10).json().get("run_history") is False
+
+
 def test_forty_updates_keep_one_webgl_context_and_reach_the_screen(page):
     """30 slider moves and 10 photos in the same tab: one WebGL context for the page's life,
     none lost, every update drawn, the viewer not blank at the end."""
