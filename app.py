@@ -325,14 +325,14 @@ class Studio:
         level = meshing.check_level(_number(level, "iso-level", 0.0, 1.0))
         return level, _number(smooth, "smoothing", 0.0, 1.0)
 
-    def _present(self, chair: dict, level, smooth, view, request=None, vox=None):
+    def _present(self, chair: dict, level, smooth, view, vox=None):
         """The current chair -> (chair state, viewer payload, info markdown).
 
         One generator pass and one marching-cubes pass (or the voxel cubes); the payload goes to
         the page's one WebGL view, no file is written. An empty shape at this iso-level is a
         warning and a message over the last chair, not an error (the latent is fine, the level is
-        too high). The realism score and the novelty check are separate, chained events
-        (`realism`, `nearest`) so they never delay the 3D."""
+        too high). The realism score and the novelty check follow in their own event (`about`)
+        once the chair has settled on screen, so they never delay the 3D."""
         level, smooth = self._mesh_settings(level, smooth)
         view = _view(view)
         z = self._latent(chair["z"])
@@ -418,7 +418,7 @@ class Studio:
             thumbs, vox = self._thumbnails(zs, captions, level, smooth, folder)
         batch = {"z": zs.tolist(), "labels": captions, "names": [f"seed{int(seed)}_{i + 1}" for i in range(n)]}
         chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": captions[0], "name": batch["names"][0]}
-        return (thumbs, batch, 1, *self._present(chair, level, smooth, view, request, vox[0]), *self._zeros())
+        return (thumbs, batch, 1, *self._present(chair, level, smooth, view, vox[0]), *self._zeros())
 
     @staticmethod
     def selected_index(evt: gr.SelectData) -> int:
@@ -434,7 +434,7 @@ class Studio:
         label = (batch.get("labels") or [f"#{i}"] * len(zs))[i - 1]
         name = (batch.get("names") or [f"pick{i}"] * len(zs))[i - 1]
         chair = {"z": z, "base": z, "label": label, "name": name}
-        return (*self._present(chair, level, smooth, view, request), *self._zeros())
+        return (*self._present(chair, level, smooth, view), *self._zeros())
 
     @friendly
     def explore(self, request: gr.Request, chair, level, smooth, view,
@@ -446,18 +446,18 @@ class Studio:
         z = latents.apply_directions(chair.get("base", chair["z"]), self.directions, alphas)
         moved = ", ".join(f"{d.name} {a:+.1f}" for d, a in zip(self.directions, alphas) if a)
         label = chair["label"].split(" · edit")[0] + (f" · edit {moved}" if moved else "")
-        return self._present({**chair, "z": z.tolist(), "label": label}, level, smooth, view, request)
+        return self._present({**chair, "z": z.tolist(), "label": label}, level, smooth, view)
 
     @friendly
     def reset(self, request: gr.Request, chair, level, smooth, view):
         chair = self._require(chair)
         base = chair.get("base", chair["z"])
         restored = {**chair, "z": base, "label": chair["label"].split(" · edit")[0]}
-        return (*self._zeros(), *self._present(restored, level, smooth, view, request))
+        return (*self._zeros(), *self._present(restored, level, smooth, view))
 
     @friendly
     def rerender(self, request: gr.Request, chair, level, smooth, view):
-        return self._present(self._require(chair), level, smooth, view, request)[1:]
+        return self._present(self._require(chair), level, smooth, view)[1:]
 
     @friendly
     def photo(self, request: gr.Request, image, level, smooth, view):
@@ -475,7 +475,7 @@ class Studio:
         candidates = {"z": zs.tolist(), "labels": [f"photo: {c}" for c in captions], "seen": str(seen_path),
                       "names": [f"photo_{stem}"] + [f"photo_{stem}_alt{i}" for i in range(1, k)]}
         chair = {"z": zs[0].tolist(), "base": zs[0].tolist(), "label": "from photo", "name": f"photo_{stem}"}
-        return (candidates, 1, *self._present(chair, level, smooth, view, request), *self._zeros())
+        return (candidates, 1, *self._present(chair, level, smooth, view), *self._zeros())
 
     @friendly
     def photo_thumbnails(self, request: gr.Request, candidates, level, smooth):
@@ -501,7 +501,7 @@ class Studio:
         with self.output(request, "arithmetic") as folder:
             thumbs, vox = self._thumbnails(zs, captions, level, smooth, folder)
         new = {"z": result.tolist(), "base": result.tolist(), "label": "A − B + C", "name": "A-B+C"}
-        return (thumbs, *self._present(new, level, smooth, view, request, vox[3]), *self._zeros())
+        return (thumbs, *self._present(new, level, smooth, view, vox[3]), *self._zeros())
 
     @friendly
     def interpolate(self, request: gr.Request, batch, candidates, chair, truncation, steps, method, level, smooth,
@@ -534,8 +534,8 @@ class Studio:
             raise ValueError("choose at least one file format")
         z = self._latent(chair["z"])
         with self.output(request, "export") as folder:
-            paths = write_chair(self.pipe, z, self.pipe.generate(z)[0], folder / download_stem(chair), formats, level, smooth,
-                                checkpoint=self.checkpoint or None, label=chair.get("label"))
+            paths = write_chair(self.pipe, z, self.pipe.generate(z)[0], folder / download_stem(chair), formats, level,
+                                smooth, checkpoint=self.checkpoint or None, label=chair.get("label"))
         return [str(p) for p in paths]
 
     @friendly
@@ -547,7 +547,7 @@ class Studio:
         level, smooth = self._mesh_settings(level, smooth)
         label = str(meta.get("label") or Path(path).stem)[:80]
         chair = {"z": z.tolist(), "base": z.tolist(), "label": f"loaded: {label}", "name": _slug(Path(path).stem)}
-        return (*self._present(chair, level, smooth, view, request), level, smooth, *self._zeros())
+        return (*self._present(chair, level, smooth, view), level, smooth, *self._zeros())
 
     # ------------------------------------------------------------------ latent tools
     def nearest(self, request: gr.Request | None, chair, vox=None):
@@ -590,7 +590,7 @@ class Studio:
         i = _number(index, "atlas chair #", 1, len(atlas), integer=True)
         z = atlas.latent(i - 1).tolist()
         chair = {"z": z, "base": z, "label": f"atlas #{i}: {atlas.names[i - 1]}", "name": f"atlas{i}"}
-        return (*self._present(chair, level, smooth, view, request), *self._zeros())
+        return (*self._present(chair, level, smooth, view), *self._zeros())
 
     def _latent_bank(self) -> projection.LatentBank:
         with self._bank_lock:
@@ -615,7 +615,7 @@ class Studio:
         z = result.z[0].tolist()
         chair = {"z": z, "base": z, "label": f"{path.stem[:60]} ({how}, IoU {float(result.iou[0]):.2f})",
                  "name": _slug(path.stem)}
-        return (*self._present(chair, level, smooth, view, request), *self._zeros())
+        return (*self._present(chair, level, smooth, view), *self._zeros())
 
     # ------------------------------------------------------------------ input checks
     # The first step of each event that takes a file or operands (TripoSR's pattern): it has no

@@ -3,7 +3,6 @@ against a launched app. A tiny random 16^3 pipeline keeps it fast; the shapes ar
 
 import base64
 import io
-import json
 import socket
 import struct
 import subprocess

@@ -14,7 +14,6 @@ CI installs both (.ci/run, requirements-dev.txt).
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
