@@ -82,12 +82,12 @@ def new_frame(page, before, what: str, timeout: float = 30) -> None:
         pytest.fail(f"{what}: the viewer showed no new chair within {timeout:.0f} s")
 
 
-def shot(page, name: str, selector: str | None = None) -> Path:
+def shot(page, name: str, selector: str | None = None, full_page: bool = True) -> Path:
     path = ARTIFACTS / f"{name}.png"
     if selector:
         page.locator(selector).screenshot(path=str(path))
     else:
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":  # README copies: smaller, 128 colours
         DOCS.mkdir(exist_ok=True)
         with Image.open(path) as im:
@@ -199,9 +199,10 @@ def test_a_bad_upload_says_what_to_do_and_keeps_the_chair(page, tmp_path):
     toast = page.locator(".toast-body").filter(has_text="corrupt_text.jpg")
     toast.wait_for(timeout=30_000)
     text = toast.inner_text()
+    page.wait_for_timeout(800)  # the toast's fade-in
+    shot(page, "bad_upload", full_page=False)  # the toast is fixed to the window
     assert "Upload a photo of a chair" in text and "/tmp" not in text and "gradio" not in text
     assert "Traceback" not in page.content()
-    shot(page, "bad_upload")
     page.wait_for_timeout(1000)
     assert info(page) == kept_info
     assert np.abs(np.asarray(probes.signature(page)) - np.asarray(kept)).mean() < 0.5  # the same chair
