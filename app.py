@@ -13,10 +13,10 @@ Latent math lives in `vaegan.latents`; there is no torch code here. Every event 
 
 import argparse
 import functools
+import io
 import os
 import random
 import re
-import tempfile
 import threading
 from pathlib import Path
 
@@ -302,16 +302,19 @@ class Studio:
         _, seen = self.pipe.preprocess(_image_input(payload))  # ImageError for bad files
         return latents.as_latent(self.pipe.encode(seen)[0]), seen
 
-    def _thumbnail(self, vox, level: float, smooth: float, folder: Path, name: str) -> str:
+    def _picture(self, vox, level: float, smooth: float) -> Image.Image:
+        """One grid -> its THUMB_SIDE-pixel thumbnail (a note where nothing reaches ``level``)."""
         try:
             mesh = self.pipe.mesh(vox, level=level, smooth=smooth)
-            pixels = render.render_mesh(mesh, size=THUMB_SIDE, points=THUMB_POINTS)
-            image = Image.fromarray(pixels)
+            return Image.fromarray(render.render_mesh(mesh, size=THUMB_SIDE, points=THUMB_POINTS))
         except EmptyShapeError:
             image = Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), "white")
             ImageDraw.Draw(image).text((8, THUMB_SIDE // 2 - 6), "empty at this level", fill=(120, 120, 120))
+            return image
+
+    def _thumbnail(self, vox, level: float, smooth: float, folder: Path, name: str) -> str:
         path = folder / f"{name}.png"
-        image.save(path, compress_level=1)
+        self._picture(vox, level, smooth).save(path, compress_level=1)
         return str(path)
 
     def _thumbnails(self, zs: np.ndarray, captions: list[str], level, smooth, folder: Path):
@@ -521,7 +524,7 @@ class Studio:
             gif = folder / "interpolation.gif"
             frames[0].save(gif, save_all=True, append_images=frames[1:], duration=160, loop=0)
         strip = {"z": zs.tolist(), "labels": [f"{la} → {lb}, step {c}" for c in captions],
-                 "names": [_slug(f"{la}-{lb}".replace("start: ", "").replace("end: ", "")) + f"_step{i + 1}"
+                 "names": [_slug(f"{la.split(': ', 1)[-1]}-{lb.split(': ', 1)[-1]}") + f"_step{i + 1}"
                            for i in range(steps)]}
         return thumbs, str(gif), strip
 
@@ -570,8 +573,9 @@ class Studio:
         """Training chair ``index`` rendered as a PNG, once: the novelty check shows the same few
         chairs again and again."""
         grid = self.training.packed().unpack(index).astype(np.float32)
-        with tempfile.TemporaryDirectory() as folder:
-            return Path(self._thumbnail(grid, 0.5, 0.0, Path(folder), "nearest")).read_bytes()
+        buffer = io.BytesIO()
+        self._picture(grid, 0.5, 0.0).save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
 
     def _require_atlas(self) -> latent_atlas.Atlas:
         if self.atlas is None:
@@ -711,7 +715,8 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                                              object_fit="contain", elem_id="gallery", elem_classes="thumbs")
                         picked = gr.Number(1, precision=0, minimum=1, maximum=MAX_SAMPLES, label="Picked chair #")
                     with gr.Tab("Explore", id="explore"):
-                        gr.Markdown("Move the current chair along latent directions; it follows the slider as you drag. "
+                        gr.Markdown("Move the current chair along latent directions; it follows the slider as you "
+                                    "drag. "
                                     + ("Each named direction was fitted to an attribute measured on generated "
                                        "chairs and moves it while holding the others as still as it can "
                                        "(the model card's disentanglement table says how well)."
@@ -784,16 +789,17 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                         gr.Markdown("Download the current chair, or load a chair `.json` someone shared.")
                         formats = gr.CheckboxGroup(list(FORMATS), value=list(FORMATS), label="Formats")
                         export_btn = gr.Button("Prepare downloads", variant="primary")
-                        files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+                        files = gr.File(label="Downloads", file_count="multiple", interactive=False,
+                                        elem_id="downloads")
                         latent_file = gr.File(label="Load a chair .json", file_types=[".json"], type="filepath")
                         voxel_file = gr.File(label="Load a voxel chair: it gets a latent code, then the "
                                                    "sliders edit it", file_types=VOXEL_TYPES, type="filepath")
                         refine = gr.Checkbox(True, visible=pipe.shape_encoder is not None,
                                              label="Refine its code through the generator (~0.4 s; off: instant)")
             with gr.Column(scale=5):
-                model3d = gr.HTML(None, html_template=VIEWER_HTML, css_template=(WEB / "chair_viewer.css").read_text(),
-                                  js_on_load=(WEB / "chair_viewer.js").read_text(), elem_id="model3d",
-                                  label="Current chair", apply_default_css=False)
+                model3d = gr.HTML(None, html_template=VIEWER_HTML, elem_id="model3d", label="Current chair",
+                                  css_template=(WEB / "chair_viewer.css").read_text(),
+                                  js_on_load=(WEB / "chair_viewer.js").read_text(), apply_default_css=False)
                 with gr.Row():
                     info = gr.Markdown(elem_id="chair-info", label="Chair")
                     score = gr.Markdown(elem_id="chair-score", label="Realism")
@@ -817,8 +823,8 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         sample_inputs = [seed, truncation, n, level, smooth, view]
         sample_outputs = [gallery, batch, picked, *shown, *sliders]
         check = dict(outputs=None, show_progress="hidden", api_visibility="private")
-        sample_btn.click(studio.check_sample, [seed, truncation, n], **check).success(studio.sample, sample_inputs, sample_outputs, api_name="sample",
-                                                                       show_progress_on=gallery, **model_events)
+        sample_btn.click(studio.check_sample, [seed, truncation, n], **check).success(
+            studio.sample, sample_inputs, sample_outputs, api_name="sample", show_progress_on=gallery, **model_events)
         demo.load(studio.sample, sample_inputs, sample_outputs, api_name="initial_chair",
                   api_visibility="undocumented", **model_events)
         gallery.select(studio.selected_index, None, picked, api_name="select_gallery", queue=False,
@@ -836,8 +842,8 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
             studio.photo, [photo_in, level, smooth, view], [photo_batch, photo_picked, *shown, *sliders],
             api_name="photo", preprocess=False, show_progress="hidden", show_progress_on=photo_seen,
             **model_events).success(
-            studio.photo_thumbnails, [photo_batch, level, smooth], [photo_seen, photo_gallery], api_name="photo_thumbnails",
-            show_progress_on=photo_gallery, **model_events)
+            studio.photo_thumbnails, [photo_batch, level, smooth], [photo_seen, photo_gallery],
+            api_name="photo_thumbnails", show_progress_on=photo_gallery, **model_events)
         photo_gallery.select(studio.selected_index, None, photo_picked, api_name="select_candidate", queue=False,
                              show_progress="hidden", api_visibility="private").success(
             studio.pick, [photo_picked, photo_batch, level, smooth, view], [*shown, *sliders],
@@ -850,24 +856,27 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                         show_progress_on=arith_gallery, **model_events)
         end_inputs = [x for op in ends for x in op]
         interp_btn.click(studio.check_operands, [batch, photo_batch, chair, truncation, *end_inputs], preprocess=False,
-                         **check).success(studio.interpolate, [batch, photo_batch, chair, truncation, steps, method, level, smooth,
-                                              *[x for op in ends for x in op]],
-                         [strip, gif, strip_batch], api_name="interpolate", preprocess=False, **model_events)
+                         **check).success(
+            studio.interpolate, [batch, photo_batch, chair, truncation, steps, method, level, smooth, *end_inputs],
+            [strip, gif, strip_batch], api_name="interpolate", preprocess=False, **model_events)
         strip.select(studio.selected_index, None, strip_picked, api_name="select_step", queue=False,
                      show_progress="hidden", api_visibility="private").success(
             studio.pick, [strip_picked, strip_batch, level, smooth, view], [*shown, *sliders],
             api_name="pick_step", **fast)
-        export_btn.click(studio.check_export, [chair, formats], **check).success(studio.export, [chair, level, smooth, formats], files, api_name="export", **model_events)
-        latent_file.upload(studio.check_latent_file, latent_file, **check).success(studio.load_latent, [latent_file, level, smooth, view],
-                           [*shown, level, smooth, *sliders], api_name="load_latent", show_progress_on=latent_file, **model_events)
+        export_btn.click(studio.check_export, [chair, formats], **check).success(
+            studio.export, [chair, level, smooth, formats], files, api_name="export", **model_events)
+        latent_file.upload(studio.check_latent_file, latent_file, **check).success(
+            studio.load_latent, [latent_file, level, smooth, view], [*shown, level, smooth, *sliders],
+            api_name="load_latent", show_progress_on=latent_file, **model_events)
         # The slower follow-ups of a new current chair (realism score, nearest training chair) run
         # once it has stayed on screen for a moment (the viewer's 'settled' event), one at a time
         # in a group of their own, so a slider drag never waits for them.
         model3d.settled(studio.about, chair, [score, nearest_img, nearest_info], api_name="about",
                         show_progress="hidden", trigger_mode="always_last", concurrency_id="follow-ups",
                         concurrency_limit=1)
-        voxel_file.upload(studio.check_voxel_file, voxel_file, **check).success(studio.load_voxels, [voxel_file, level, smooth, view, refine], [*shown, *sliders],
-                          api_name="load_voxels", show_progress_on=voxel_file, **model_events)
+        voxel_file.upload(studio.check_voxel_file, voxel_file, **check).success(
+            studio.load_voxels, [voxel_file, level, smooth, view, refine], [*shown, *sliders],
+            api_name="load_voxels", show_progress_on=voxel_file, **model_events)
         gr.on([atlas_method.change, atlas_color.change], studio.atlas_plot, [atlas_method, atlas_color], atlas_fig,
               api_name="atlas_plot", show_progress="hidden", trigger_mode="always_last", **model_events)
         if studio.atlas is not None:
