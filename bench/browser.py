@@ -115,11 +115,11 @@ WAIT_FRAME_JS = """
 """ % SIGNATURE_JS.strip()
 
 
-def launch_app(port: int, extra: list[str] | None = None, timeout: float = 120.0) -> subprocess.Popen:
+def launch_app(port: int, timeout: float = 120.0) -> subprocess.Popen:
     """`python app.py --port PORT` with the shipped checkpoint; returns once it serves."""
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("CHAIR_CHECKPOINT", None)
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *(extra or [])], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         wait_ready(f"http://127.0.0.1:{port}/", proc, timeout)
@@ -175,36 +175,44 @@ def move_slider(page, index: int, fraction: float) -> None:
     track.click(position={"x": box["width"] * fraction, "y": box["height"] / 2})
 
 
+def timed_updates(page, actions, timeout_s: float, settle_s: float) -> tuple[list[float], int]:
+    """Run each action (a callable that changes the chair) and wait for its new frame ->
+    (ms to the new frame for each that arrived, count that never did)."""
+    times, missed = [], 0
+    for prepare, act in actions:
+        prepare()
+        before = signature(page)
+        act()
+        ms = wait_new_frame(page, before, timeout_s)
+        if ms is None:
+            missed += 1
+        else:
+            times.append(ms)
+        page.wait_for_timeout(settle_s * 1000)
+    return times, missed
+
+
 def slider_moves(page, n: int, timeout_s: float, settle_s: float) -> tuple[list[float], int]:
     """n slider moves (cycling over the sliders, alternating low and high positions) ->
     (ms to the new frame for each that arrived, count that never did)."""
     open_tab(page, "Explore")
     sliders = page.locator("[id^=dir-] input[type=range]").count()
-    times, missed = [], 0
-    for i in range(n):
-        before = signature(page)
-        move_slider(page, i % sliders, (0.2, 0.8, 0.35, 0.65)[(i // sliders) % 4])
-        ms = wait_new_frame(page, before, timeout_s)
-        times.append(ms) if ms is not None else None
-        missed += ms is None
-        page.wait_for_timeout(settle_s * 1000)
-    return times, missed
+    moves = [(lambda: None, lambda i=i: move_slider(page, i % sliders, (0.2, 0.8, 0.35, 0.65)[(i // sliders) % 4]))
+             for i in range(n)]
+    return timed_updates(page, moves, timeout_s, settle_s)
 
 
 def photo_updates(page, photos: list[Path], n: int, timeout_s: float, settle_s: float) -> tuple[list[float], int]:
-    """n photos (cycling over ``photos``) uploaded and made into chairs -> (ms, missed)."""
+    """n photos (cycling over ``photos``) uploaded and made into chairs -> (ms, missed). The
+    upload itself comes before the measured click."""
     open_tab(page, "Photo → chair")
-    times, missed = [], 0
-    for i in range(n):
+
+    def upload(i):
         page.locator("#photo-in input[type=file]").set_input_files(str(photos[i % len(photos)]))
-        page.wait_for_timeout(300)  # the upload itself is not part of the measured path
-        before = signature(page)
-        page.get_by_role("button", name="Make chair").click()
-        ms = wait_new_frame(page, before, timeout_s)
-        times.append(ms) if ms is not None else None
-        missed += ms is None
-        page.wait_for_timeout(settle_s * 1000)
-    return times, missed
+        page.wait_for_timeout(300)
+
+    make = page.get_by_role("button", name="Make chair")
+    return timed_updates(page, [(lambda i=i: upload(i), make.click) for i in range(n)], timeout_s, settle_s)
 
 
 def default_photos() -> list[Path]:
