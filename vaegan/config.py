@@ -40,6 +40,16 @@ class ModelConfig:
     # is exactly the chair the app shows, T > 1 softens the generator's saturated logits into
     # a confidence (chosen for AP on renders of held-out training chairs).
     e_temperature: float = 1.0
+    # What `generate` does to the decoder's output before returning it (what the user sees):
+    # "" = nothing (v1, v2); "join" = each chair in one piece (`meshing.join_pieces`);
+    # "mirror+join" = left/right-symmetric logits first, then join.
+    g_clean: str = ""
+    # The learned prior over codes that `sample_latents` draws from (vaegan.prior): "" = N(0, I)
+    # (the GAN generators v1, v2), "diffusion" or "gan" (an autoencoder's codes, generator v3).
+    p_kind: str = ""
+    p_width: int = 512  # hidden width of the prior's MLP
+    p_layers: int = 4  # residual blocks (diffusion) or hidden layers (gan)
+    p_sample_steps: int = 50  # DDIM steps per sample (diffusion)
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists; keep one type.
@@ -72,6 +82,12 @@ class ModelConfig:
         if self.e_mu_radius < 0 or self.e_gallery < 0 or not self.e_temperature > 0 or not self.e_width > 0:
             raise ConfigError(f"e_mu_radius and e_gallery must be >= 0 and e_temperature, e_width > 0, got "
                               f"{self.e_mu_radius}, {self.e_gallery}, {self.e_temperature}, {self.e_width}")
+        if self.g_clean not in ("", "join", "mirror+join"):
+            raise ConfigError(f"g_clean must be '', 'join' or 'mirror+join', got {self.g_clean!r}")
+        if self.p_kind not in ("", "diffusion", "gan"):
+            raise ConfigError(f"p_kind must be '', 'diffusion' or 'gan', got {self.p_kind!r}")
+        if min(self.p_width, self.p_layers, self.p_sample_steps) < 1:
+            raise ConfigError("p_width, p_layers and p_sample_steps must be >= 1")
         if self.z_dim < 1 or min(self.g_widths + self.d_widths) < 1:
             raise ConfigError("z_dim and every channel width must be positive")
         if self.image_size < 32 or self.image_size % 32:

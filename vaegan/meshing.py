@@ -72,6 +72,7 @@ MODEL3D_ROTATION: np.ndarray = np.array(
 
 # 18-connectivity: face and edge neighbours (see module docstring).
 _STRUCTURE = ndimage.generate_binary_structure(3, 2)  # (3, 3, 3) bool
+_NEIGHBOURS = np.argwhere(_STRUCTURE) - 1  # (19, 3) offsets, the centre included
 # Minimum distance of any grid value from the iso-level (see `voxels_to_mesh`).
 _LEVEL_MARGIN = 1e-3
 # Taubin half-steps per unit of `smooth` (must stay even: odd counts end on a shrink step).
@@ -123,6 +124,59 @@ def clean_grid(vox: np.ndarray, level: float = 0.5, min_size: int = 0) -> np.nda
     grid = check_grid(vox, name="vox")  # (R, R, R) float32 copy
     occupied = grid >= level
     grid[occupied & ~keep_largest_component(occupied, min_size)] = 0.0
+    return grid
+
+
+def join_pieces(vox: np.ndarray, level: float = 0.5, low: float = 0.2, max_bridge: int = 3) -> np.ndarray:
+    """A generated chair in one piece: float32 (R, R, R) probabilities -> a cleaned copy.
+
+    The decoder often draws a leg or an arm a voxel apart from the chair, with the joint just
+    under the level. Hysteresis, as in Canny's edge linking: each occupied piece (``>= level``)
+    other than the largest is
+
+    * joined when a path of at most ``max_bridge`` voxels, each ``>= low``, leads from it to
+      the main body: the path's voxels are raised just above the level (a thin joint);
+    * dropped (zeroed) otherwise: a floating speck.
+
+    Pieces join the main body in order of their distance, so a piece can hang on one that was
+    joined before it. The result's ``>= level`` voxels are one 18-connected piece.
+    """
+    level = check_level(level)
+    grid = check_grid(vox, name="vox")  # (R, R, R) float32 copy
+    labels, count = ndimage.label(grid >= level, structure=_STRUCTURE)  # (R, R, R) int, n
+    if count <= 1:
+        return grid
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    body = labels == int(np.argmax(sizes))  # (R, R, R) bool: what the pieces join
+    passable = grid >= low  # where a joint may run
+    # Geodesic distance from the body through `passable` voxels, up to max_bridge + 1 steps.
+    dist = np.full(grid.shape, -1, dtype=np.int32)
+    dist[body] = 0
+    front = body
+    for d in range(1, max_bridge + 2):
+        front = ndimage.binary_dilation(front, _STRUCTURE) & passable & (dist < 0)
+        if not front.any():
+            break
+        dist[front] = d
+    raised = np.float32(min(1.0, level + 0.1))
+    for piece in range(1, count + 1):
+        voxels = labels == piece
+        if body[voxels].all():
+            continue
+        reached = np.where(voxels & (dist > 0), dist, np.iinfo(np.int32).max)
+        if reached.min() > max_bridge + 1:  # no short joint: a speck
+            grid[voxels] = 0.0
+            continue
+        # Walk back from the piece's closest voxel to the body, one step nearer each time.
+        here = np.array(np.unravel_index(int(np.argmin(reached)), grid.shape))
+        while dist[tuple(here)] > 1:
+            for step in _NEIGHBOURS:
+                there = here + step
+                if (there >= 0).all() and (there < grid.shape).all() and dist[tuple(there)] == dist[tuple(here)] - 1:
+                    here = there
+                    break
+            grid[tuple(here)] = max(grid[tuple(here)], raised)
     return grid
 
 

@@ -6,6 +6,7 @@ A checkpoint is a folder (local, or a Hub model repo) laid out like diffusers pi
     <name>/discriminator/{config.json, model.safetensors}    optional (realism score)
     <name>/encoder/{config.json, model.safetensors}          optional (photo -> chair)
     <name>/shape_encoder/{config.json, model.safetensors}    optional (voxels -> code)
+    <name>/prior/{config.json, model.safetensors}            optional (learned prior over codes)
     <name>/README.md                                         the model card
 
 CPU and float32 by default; all randomness comes from explicit seeds.
@@ -25,6 +26,7 @@ from .config import ModelConfig
 from .errors import CheckpointError, ImageError, VoxelError
 from .images import preprocess
 from .models import Discriminator, Generator, HubModule, ImageEncoder, ShapeEncoder
+from .prior import LatentPrior
 from .voxels import check_grids
 
 COMPONENTS: dict[str, type[HubModule]] = {
@@ -32,7 +34,9 @@ COMPONENTS: dict[str, type[HubModule]] = {
     "discriminator": Discriminator,
     "encoder": ImageEncoder,
     "shape_encoder": ShapeEncoder,
+    "prior": LatentPrior,
 }
+MAX_SAMPLES = 4096  # latents per sample_latents call
 MAX_SHAPES = 4096  # grids per encode_shape call (~0.5 GB of float32 32^3 grids)
 SHAPE_BATCH = 256  # grids per shape-encoder forward pass
 MAX_CANDIDATES = 16  # codes per candidates() call
@@ -63,13 +67,15 @@ class ChairPipeline:
     """Sample, generate, encode photos, reconstruct and mesh chairs. See DEVELOPERS.md."""
 
     def __init__(self, generator: Generator, discriminator: Discriminator | None = None,
-                 encoder: ImageEncoder | None = None, shape_encoder: ShapeEncoder | None = None):
+                 encoder: ImageEncoder | None = None, shape_encoder: ShapeEncoder | None = None,
+                 prior: LatentPrior | None = None):
         self.generator = generator.eval()
         self.discriminator = discriminator.eval() if discriminator is not None else None
         self.encoder = encoder.eval() if encoder is not None else None
         self.shape_encoder = shape_encoder.eval() if shape_encoder is not None else None
+        self.prior = prior.eval() if prior is not None else None
         self.config: ModelConfig = generator.config
-        for part in (discriminator, encoder, shape_encoder):
+        for part in (discriminator, encoder, shape_encoder, prior):
             if part is not None and (part.config.resolution, part.config.z_dim) != (self.resolution, self.z_dim):
                 raise CheckpointError(
                     f"{type(part).__name__} was built for resolution {part.config.resolution}, "
@@ -121,11 +127,17 @@ class ChairPipeline:
 
     # ------------------------------------------------------------------ latents -> voxels
     def sample_latents(self, n: int, seed: int = 0, truncation: float = 1.0) -> torch.Tensor:
-        """n latents from the prior N(0, I) scaled by `truncation`: float32 (n, z_dim)."""
-        if not 1 <= int(n) <= 100_000:
-            raise ValueError(f"n must be between 1 and 100000, got {n}")
+        """n latents from the shipped prior, float32 (n, z_dim), a pure function of (n, seed,
+        truncation): the learned prior when the checkpoint has one (prior/), else N(0, I);
+        `truncation` scales the prior's input noise (< 1: more typical chairs)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
+            raise ValueError(f"n must be an integer from 1 to {MAX_SAMPLES}, got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if not 0.0 <= truncation <= 3.0:
             raise ValueError(f"truncation must be in [0, 3], got {truncation}")
+        if self.prior is not None:
+            return self.prior.sample(int(n), int(seed), float(truncation))
         gen = torch.Generator().manual_seed(int(seed))
         return torch.randn(int(n), self.z_dim, generator=gen) * float(truncation)
 
@@ -142,10 +154,34 @@ class ChairPipeline:
 
     @torch.inference_mode()
     def generate(self, z, batch_size: int = 64) -> np.ndarray:
-        """Latents (n, z_dim) -> occupancy probabilities, np.float32 (n, R, R, R) in [0, 1]."""
-        z = self.check_latents(z)
-        out = [self.generator(chunk)[:, 0] for chunk in z.split(batch_size)]  # (b, R, R, R)
-        return torch.cat(out).numpy().astype(np.float32, copy=False)
+        """Latents (n, z_dim) -> occupancy probabilities, np.float32 (n, R, R, R) in [0, 1]: the
+        decoder's output after the checkpoint's cleaning (`ModelConfig.g_clean`), i.e. the chair
+        the app shows."""
+        return self.soft_occupancy(z, temperature=1.0, batch_size=batch_size)
+
+    def _logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes (b, z_dim) -> the decoder's logits (b, R, R, R), mirrored when g_clean says so."""
+        logits = self.generator.logits(z)[:, 0]
+        if self.config.g_clean.startswith("mirror"):
+            logits = 0.5 * (logits + logits.flip(2))  # dim 2 is voxel axis 1, left/right
+        return logits
+
+    def _clean(self, logits: torch.Tensor, temperature: float) -> np.ndarray:
+        """Logits (b, R, R, R) -> sigmoid(logits / temperature), np.float32, whose 0.5 level is
+        exactly that of `generate`: the voxels that `join_pieces` changes in sigmoid(logits) take
+        its values, and so do the few where float32 rounding moves a tiny logit across 0.5."""
+        out = torch.sigmoid(logits / temperature).numpy().astype(np.float32, copy=False)
+        sharp = out if temperature == 1.0 else torch.sigmoid(logits).numpy()
+        if self.config.g_clean.endswith("join"):
+            for i, grid in enumerate(sharp):
+                joined = meshing.join_pieces(grid)
+                changed = joined != grid
+                out[i][changed] = joined[changed]
+                sharp[i] = joined
+        if temperature != 1.0:
+            crossed = (out >= 0.5) != (sharp >= 0.5)
+            out[crossed] = sharp[crossed]
+        return out
 
     # ------------------------------------------------------------------ photos -> latents
     def _require_encoder(self) -> ImageEncoder:
@@ -193,15 +229,14 @@ class ChairPipeline:
 
     @torch.inference_mode()
     def soft_occupancy(self, z, temperature: float | None = None, batch_size: int = 64) -> np.ndarray:
-        """Codes (n, z_dim) -> sigmoid(G's logits / temperature), np.float32 (n, R, R, R); the
-        temperature defaults to the encoder's e_temperature (1 = `generate`)."""
+        """Codes (n, z_dim) -> sigmoid(G's logits / temperature), np.float32 (n, R, R, R), cleaned
+        as `generate`; the temperature defaults to the encoder's e_temperature (1 = `generate`)."""
         z = self.check_latents(z)
         if temperature is None:
             temperature = self.encoder.config.e_temperature if self.encoder is not None else 1.0
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        out = [torch.sigmoid(self.generator.logits(chunk)[:, 0] / temperature) for chunk in z.split(batch_size)]
-        return torch.cat(out).numpy().astype(np.float32, copy=False)
+        return np.concatenate([self._clean(self._logits(chunk), temperature) for chunk in z.split(batch_size)])
 
     # ------------------------------------------------------------------ voxels -> latents
     @torch.inference_mode()

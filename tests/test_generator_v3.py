@@ -1,0 +1,164 @@
+"""Generator v3's parts: the learned prior (`vaegan.prior`) behind `sample_latents`, the cleaning
+`generate` does (`meshing.join_pieces`, `ModelConfig.g_clean`), and the two training stages
+`python -m train autoencoder` and `python -m train prior` on tiny chairs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from test_train_gan import make_chairs
+from train.__main__ import main as train_main
+from vaegan import ChairPipeline
+from vaegan.errors import ConfigError
+from vaegan.meshing import count_components, join_pieces
+from vaegan.models import Generator, ShapeEncoder
+from vaegan.pipeline import MAX_SAMPLES
+from vaegan.prior import LatentPrior
+
+
+# ----------------------------------------------------------------------------- the prior
+@pytest.mark.parametrize("kind", ["diffusion", "gan"])
+def test_prior_samples_are_seeded_codes_on_the_shell(kind):
+    config = tiny_config(p_kind=kind, p_width=16, p_layers=2, p_sample_steps=4)
+    torch.manual_seed(0)
+    pipe = ChairPipeline(Generator(config), prior=LatentPrior(config))
+    z = pipe.sample_latents(5, seed=3)
+    assert z.shape == (5, config.z_dim) and z.dtype == torch.float32
+    torch.testing.assert_close(z.norm(dim=1), torch.full((5,), config.z_dim ** 0.5))
+    torch.testing.assert_close(pipe.sample_latents(5, seed=3), z, rtol=0, atol=0)  # deterministic
+    assert not torch.allclose(pipe.sample_latents(5, seed=4), z)
+    torch.testing.assert_close(pipe.sample_latents(2, seed=3, truncation=0.0)[0],
+                               pipe.sample_latents(2, seed=3, truncation=0.0)[1])  # no noise: one code
+    assert pipe.generate(z).shape == (5, 16, 16, 16)
+
+
+def test_prior_round_trips_through_the_checkpoint_folder(tmp_path):
+    config = tiny_config(p_kind="diffusion", p_width=16, p_layers=2, p_sample_steps=3)
+    torch.manual_seed(0)
+    prior = LatentPrior(config)
+    prior.code_mean.fill_(0.5)
+    for p in prior.parameters():
+        p.data.normal_(0, 0.1)  # the output layer starts at zero; give every weight a value
+    ChairPipeline(Generator(config), shape_encoder=ShapeEncoder(config), prior=prior).save_pretrained(tmp_path)
+    loaded = ChairPipeline.from_pretrained(tmp_path)
+    assert loaded.prior is not None and loaded.prior.config.p_kind == "diffusion"
+    torch.testing.assert_close(loaded.sample_latents(3, seed=1), prior.sample(3, 1))
+
+
+def test_without_a_prior_samples_are_standard_normal(tiny_pipe):
+    expected = torch.randn(4, tiny_pipe.z_dim, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(tiny_pipe.sample_latents(4, seed=7), expected)
+
+
+@pytest.mark.parametrize("n, seed, reason", [
+    (0, 0, "n must be an integer from 1 to 4096, got 0"),
+    (-3, 0, "got -3"),
+    (MAX_SAMPLES + 1, 0, "got 4097"),
+    (2.5, 0, "got 2.5"),
+    (True, 0, "got True"),
+    (2, 1.5, "seed must be a non-negative integer, got 1.5"),
+    (2, "3", "got '3'"),
+    (2, -1, "got -1"),
+    (2, None, "got None"),
+])
+def test_sample_latents_refuses_bad_counts_and_seeds(tiny_pipe, n, seed, reason):
+    with pytest.raises(ValueError, match=reason.replace("(", r"\(")):
+        tiny_pipe.sample_latents(n, seed=seed)
+
+
+def test_sample_latents_takes_numpy_integers(tiny_pipe):
+    assert tiny_pipe.sample_latents(np.int64(2), seed=np.int32(5)).shape == (2, tiny_pipe.z_dim)
+
+
+def test_config_refuses_unknown_prior_and_cleaning():
+    with pytest.raises(ConfigError, match="p_kind"):
+        tiny_config(p_kind="flow")
+    with pytest.raises(ConfigError, match="g_clean"):
+        tiny_config(g_clean="blur")
+
+
+# ----------------------------------------------------------------------------- cleaning
+def chair_with_loose_parts() -> np.ndarray:
+    """A 12^3 body with a leg behind a faint two-voxel joint and a floating speck."""
+    g = np.zeros((12, 12, 12), np.float32)
+    g[2:9, 4:6, 5] = 0.9  # body
+    g[5, 5, 6:8] = 0.3  # the joint, below the level
+    g[5, 5, 8:11] = 0.8  # a leg, its own piece at 0.5
+    g[10, 10, 1] = 0.7  # a speck, nothing >= 0.2 leads to it
+    return g
+
+
+def test_join_pieces_joins_near_pieces_and_drops_specks():
+    g = chair_with_loose_parts()
+    assert count_components(g >= 0.5) == 3
+    out = join_pieces(g)
+    assert count_components(out >= 0.5) == 1
+    assert (out[5, 5, 6:8] > 0.5).all() and (out[5, 5, 8:11] == 0.8).all()  # joint raised, leg kept
+    assert out[10, 10, 1] == 0.0  # speck gone
+    assert (out[2:9, 4:6, 5] == 0.9).all() and g[5, 5, 6] == 0.3  # body untouched, input unchanged
+
+
+def test_join_pieces_drops_a_piece_behind_a_long_joint():
+    g = chair_with_loose_parts()
+    assert count_components(join_pieces(g, max_bridge=1) >= 0.5) == 1
+    assert join_pieces(g, max_bridge=1)[5, 5, 9] == 0.0  # the leg is too far at max_bridge 1
+    one_piece = np.zeros((8, 8, 8), np.float32)
+    one_piece[2:6, 3, 3] = 0.9
+    np.testing.assert_array_equal(join_pieces(one_piece), one_piece)
+
+
+@pytest.mark.parametrize("clean", ["join", "mirror+join"])
+def test_generate_shows_one_piece_and_soft_occupancy_keeps_its_level(clean):
+    config = tiny_config(g_clean=clean)
+    torch.manual_seed(0)
+    pipe = ChairPipeline(Generator(config))
+    z = pipe.sample_latents(6, seed=0)
+    vox = pipe.generate(z)
+    assert vox.dtype == np.float32 and vox.min() >= 0 and vox.max() <= 1
+    assert all(count_components(v >= 0.5) <= 1 for v in vox)
+    soft = pipe.soft_occupancy(z, temperature=4.0)
+    np.testing.assert_array_equal(soft >= 0.5, vox >= 0.5)
+    if clean == "mirror+join":
+        raw = pipe.generator(z)[:, 0].detach().numpy()
+        assert not np.allclose(raw, raw[:, :, ::-1])  # the network is not symmetric itself
+        logits = pipe._logits(z)
+        torch.testing.assert_close(logits, logits.flip(2), rtol=0, atol=0)  # what it draws is
+
+
+# ----------------------------------------------------------------------------- training stages
+def test_train_autoencoder_then_prior_on_tiny_chairs(tmp_path, capsys):
+    data = make_chairs(tmp_path / "data", n=8)
+    (data / "test").mkdir()
+    for path in sorted((data / "train").glob("*_1.mat"))[:2]:
+        (data / "test" / path.name).write_bytes(path.read_bytes())
+    ae = tmp_path / "ae"
+    args = ["autoencoder", "--data", str(data), "--out", str(ae), "--z-dim", "8", "--g-widths", "8", "4", "4",
+            "--steps", "3", "--batch-size", "4", "--val-chairs", "2", "--eval-every", "2", "--threads", "1"]
+    assert train_main([*args, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["z_dim"] == 8
+    assert train_main(args) == 0
+    report = json.loads((ae / "autoencoder.json").read_text())
+    assert report["steps"] == 3 and report["test_chairs"] == 2 and 0 <= report["test_one_pass_iou"] <= 1
+    pipe = ChairPipeline.from_pretrained(ae)
+    assert pipe.shape_encoder is not None and pipe.z_dim == 8
+    assert train_main([*args, "--steps", "4", "--resume"]) == 0  # continues the same run
+    assert json.loads((ae / "autoencoder.json").read_text())["steps"] == 4
+    assert train_main([*args, "--z-dim", "16", "--resume"]) == 2  # another architecture is refused
+
+    for kind in ("diffusion", "gan"):
+        out = tmp_path / f"prior_{kind}"
+        assert train_main(["prior", "--autoencoder", str(ae), "--data", str(data), "--out", str(out),
+                           "--kind", kind, "--width", "16", "--layers", "2", "--sample-steps", "3",
+                           "--steps", "3", "--batch-size", "8", "--critic-steps", "2"]) == 0
+        full = ChairPipeline.from_pretrained(out)
+        assert full.prior.config.p_kind == kind and full.shape_encoder is not None
+        assert json.loads((out / "prior.json").read_text())["codes"] == 16  # 8 chairs and their mirrors
+        z = full.sample_latents(3, seed=0)
+        torch.testing.assert_close(z, full.sample_latents(3, seed=0), rtol=0, atol=0)
+        assert full.generate(z).shape == (3, 32, 32, 32)
+    capsys.readouterr()
+    assert train_main(["prior", "--autoencoder", str(tmp_path / "prior_gan" / "generator"), "--data", str(data)]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -1,0 +1,185 @@
+"""`python -m train prior`: stage 2 of generator v3, a learned prior over the autoencoder's codes.
+
+    python -m train prior --autoencoder runs/autoencoder --data ../shared/data/modelnet10_chair_vol30 \\
+        --kind diffusion --out runs/prior
+    python -m train eval-gen --checkpoint runs/prior --data ../shared/data/modelnet10_chair_vol30
+
+The autoencoder's encoder (`train autoencoder`) gives the code of every training chair and of
+its mirror image (eval mode, no noise): the prior's data. Then one of (`vaegan.prior`):
+
+- ``diffusion``: DDPM noise prediction, ||eps - eps_theta(sqrt(a) x + sqrt(1 - a) eps, t)||^2
+  with t ~ U(0, 1) and the cosine schedule a = alpha_bar(t);
+- ``gan``: WGAN-GP (Gulrajani et al. 2017) between the MLP generator's codes and the training
+  codes, ``critic_steps`` critic updates per generator update (IM-GAN's latent GAN).
+
+An exponential moving average of the weights is what ships (decay ``ema``). The output folder
+is a whole pipeline: the autoencoder's generator and shape encoder, and ``prior/``.
+"""
+
+import copy
+import json
+import math
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vaegan.config import ModelConfig
+from vaegan.datasets import load_chairs
+from vaegan.errors import ConfigError
+from vaegan.pipeline import ChairPipeline
+from vaegan.prior import LatentPrior, cosine_alpha_bar, mlp
+
+from .common import add_config_arguments, config_values, print_config
+from .gan import ema_update
+from .photo_encoder import detached_copy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PriorConfig:
+    autoencoder: str = "runs/autoencoder"  # `train autoencoder`'s output folder
+    data: str = ""  # the training chairs the autoencoder was trained on
+    out: str = "runs/prior"  # pipeline folder: generator + shape_encoder + prior
+    kind: str = "diffusion"  # "diffusion" or "gan"
+    width: int = 512  # MLP width
+    layers: int = 4  # residual blocks (diffusion) or hidden layers (gan)
+    sample_steps: int = 50  # DDIM steps per sample (diffusion)
+    minutes: float = 20.0
+    steps: int = 1_000_000
+    batch_size: int = 256
+    lr: float = 1e-3  # Adam; diffusion: cosine decay to lr * 0.01; gan: constant (use 1e-4)
+    ema: float = 0.999
+    critic_steps: int = 5  # gan: critic updates per generator update
+    gp_weight: float = 10.0  # gan: gradient penalty
+    mirror: bool = True  # add each chair's mirror image's code
+    seed: int = 0
+    threads: int = 1
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("--data is required: the training chairs")
+        if self.kind not in ("diffusion", "gan"):
+            raise ConfigError(f"--kind must be diffusion or gan, got {self.kind!r}")
+        if self.minutes <= 0 or self.steps < 1 or self.batch_size < 2 or not 0 <= self.ema < 1:
+            raise ConfigError("minutes > 0, steps >= 1, batch_size >= 2 and 0 <= ema < 1 are needed")
+
+
+# ----------------------------------------------------------------------------- losses
+def diffusion_loss(prior: LatentPrior, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Noise-prediction MSE on normalised codes x0 (B, d) at uniform random times."""
+    t = torch.rand(len(x0), generator=gen)  # (B,)
+    eps = torch.randn(x0.shape, generator=gen)
+    a = cosine_alpha_bar(t)[:, None]  # (B, 1)
+    return (prior.predict_noise(a.sqrt() * x0 + (1 - a).sqrt() * eps, t) - eps).pow(2).mean()
+
+
+def critic_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, gp_weight: float,
+                gen: torch.Generator) -> torch.Tensor:
+    """WGAN-GP critic loss: E[D(fake)] - E[D(real)] + gp_weight * (|grad D(mix)| - 1)^2."""
+    mix = torch.lerp(real, fake, torch.rand(len(real), 1, generator=gen)).requires_grad_(True)
+    grad, = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)
+    return critic(fake).mean() - critic(real).mean() + gp_weight * (grad.norm(dim=1) - 1).pow(2).mean()
+
+
+def generator_loss(critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    return -critic(fake).mean()
+
+
+# ----------------------------------------------------------------------------- helpers
+@torch.no_grad()
+def training_codes(pipe: ChairPipeline, data: str, mirror: bool) -> torch.Tensor:
+    """Codes of every training chair (and its mirror image): (N or 2N, z_dim)."""
+    chairs, _ = load_chairs(data, "train", pipe.resolution)  # (N, R, R, R) uint8
+    grids = np.concatenate([chairs, chairs[:, :, ::-1]]) if mirror else chairs  # axis 1: left/right
+    return pipe.encode_shape(grids.astype(np.float32))
+
+
+def train(cfg: PriorConfig) -> Path:
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    ae = ChairPipeline.from_pretrained(cfg.autoencoder)
+    if ae.shape_encoder is None:
+        raise ConfigError(f"{cfg.autoencoder} has no shape_encoder/: give the output of train autoencoder")
+    codes = training_codes(ae, cfg.data, cfg.mirror)  # (N, d)
+    config = ModelConfig(**{**ae.config.to_dict(), "p_kind": cfg.kind, "p_width": cfg.width,
+                            "p_layers": cfg.layers, "p_sample_steps": cfg.sample_steps})
+    torch.manual_seed(cfg.seed)
+    prior = LatentPrior(config).train()
+    prior.code_mean.copy_(codes.mean(0))
+    prior.code_std.copy_(codes.std(0).clamp(min=1e-3))
+    x = prior.normalise(codes)  # (N, d)
+    log.info("prior data: %d codes of %d dimensions from %s", len(x), x.shape[1], cfg.autoencoder)
+
+    ema = copy.deepcopy(prior).eval().requires_grad_(False)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if cfg.kind == "gan":
+        critic = mlp([config.z_dim] + [cfg.width] * cfg.layers + [1])
+        opt_g = torch.optim.Adam(prior.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    else:
+        opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
+
+    def batch() -> torch.Tensor:
+        return x[torch.randint(len(x), (cfg.batch_size,), generator=gen)]
+
+    budget, step, elapsed, running = 60 * cfg.minutes, 0, 0.0, None
+    bar = tqdm(total=cfg.steps, desc=f"prior ({cfg.kind})", dynamic_ncols=True, mininterval=2)
+    t_last = time.perf_counter()
+    while step < cfg.steps and elapsed < budget:
+        if cfg.kind == "gan":
+            for _ in range(cfg.critic_steps):
+                with torch.no_grad():
+                    fake = prior.net(torch.randn(cfg.batch_size, config.z_dim, generator=gen))
+                loss = critic_loss(critic, batch(), fake, cfg.gp_weight, gen)
+                opt_d.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_d.step()
+            critic.requires_grad_(False)
+            g_loss = generator_loss(critic, prior.net(torch.randn(cfg.batch_size, config.z_dim, generator=gen)))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            critic.requires_grad_(True)
+        else:
+            for group in opt.param_groups:  # cosine decay over the time budget
+                group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget))))
+            loss = diffusion_loss(prior, batch(), gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        ema_update(ema, prior, cfg.ema)
+        step += 1
+        running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
+        now = time.perf_counter()
+        elapsed, t_last = elapsed + now - t_last, now
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+    bar.close()
+    out = Path(cfg.out)
+    ChairPipeline(ae.generator, shape_encoder=ae.shape_encoder, prior=detached_copy(ema)).save_pretrained(out)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    report = {"steps": step, "minutes": round(elapsed / 60, 2), "codes": len(x), "final_loss": round(running, 5)}
+    (out / "prior.json").write_text(json.dumps(report, indent=2))
+    log.info("prior: %d steps in %.1f min -> %s", step, elapsed / 60, out / "prior")
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_arguments(parser) -> None:
+    add_config_arguments(parser, PriorConfig)
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def main(args) -> int:
+    cfg = PriorConfig(**config_values(args, PriorConfig))
+    if args.dry_run:
+        return print_config(cfg)
+    train(cfg)
+    return 0
