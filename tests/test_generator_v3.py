@@ -155,6 +155,7 @@ def test_train_autoencoder_then_prior_on_tiny_chairs(tmp_path, capsys):
                            "--steps", "3", "--batch-size", "8", "--critic-steps", "2"]) == 0
         full = ChairPipeline.from_pretrained(out)
         assert full.prior.config.p_kind == kind and full.shape_encoder is not None
+        assert full.config.g_clean == "join"  # generate shows each chair in one piece
         assert json.loads((out / "prior.json").read_text())["codes"] == 16  # 8 chairs and their mirrors
         z = full.sample_latents(3, seed=0)
         torch.testing.assert_close(z, full.sample_latents(3, seed=0), rtol=0, atol=0)

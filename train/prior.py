@@ -32,6 +32,7 @@ from tqdm import tqdm
 from vaegan.config import ModelConfig
 from vaegan.datasets import load_chairs
 from vaegan.errors import ConfigError
+from vaegan.models import Generator
 from vaegan.pipeline import ChairPipeline
 from vaegan.prior import LatentPrior, cosine_alpha_bar, mlp
 
@@ -59,12 +60,14 @@ class PriorConfig:
     critic_steps: int = 5  # gan: critic updates per generator update
     gp_weight: float = 10.0  # gan: gradient penalty
     mirror: bool = True  # add each chair's mirror image's code
+    clean: str = "join"  # the output pipeline's `ModelConfig.g_clean`: what generate does to a chair
     seed: int = 0
     threads: int = 1
 
     def validate(self) -> None:
         if not self.data:
             raise ConfigError("--data is required: the training chairs")
+        ModelConfig(g_clean=self.clean)  # a known cleaning
         if self.kind not in ("diffusion", "gan"):
             raise ConfigError(f"--kind must be diffusion or gan, got {self.kind!r}")
         if self.minutes <= 0 or self.steps < 1 or self.batch_size < 2 or not 0 <= self.ema < 1:
@@ -109,7 +112,7 @@ def train(cfg: PriorConfig) -> Path:
         raise ConfigError(f"{cfg.autoencoder} has no shape_encoder/: give the output of train autoencoder")
     codes = training_codes(ae, cfg.data, cfg.mirror)  # (N, d)
     config = ModelConfig(**{**ae.config.to_dict(), "p_kind": cfg.kind, "p_width": cfg.width,
-                            "p_layers": cfg.layers, "p_sample_steps": cfg.sample_steps})
+                            "p_layers": cfg.layers, "p_sample_steps": cfg.sample_steps, "g_clean": cfg.clean})
     torch.manual_seed(cfg.seed)
     prior = LatentPrior(config).train()
     prior.code_mean.copy_(codes.mean(0))
@@ -163,7 +166,9 @@ def train(cfg: PriorConfig) -> Path:
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)
     bar.close()
     out = Path(cfg.out)
-    ChairPipeline(ae.generator, shape_encoder=ae.shape_encoder, prior=detached_copy(ema)).save_pretrained(out)
+    decoder = Generator(config)  # the autoencoder's decoder, with the cleaning in its config
+    decoder.load_state_dict(ae.generator.state_dict())
+    ChairPipeline(decoder, shape_encoder=ae.shape_encoder, prior=detached_copy(ema)).save_pretrained(out)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     report = {"steps": step, "minutes": round(elapsed / 60, 2), "codes": len(x), "final_loss": round(running, 5)}
     (out / "prior.json").write_text(json.dumps(report, indent=2))
