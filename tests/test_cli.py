@@ -66,7 +66,7 @@ def test_photo_command(tiny, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["sample", "--format", "fbx"], "unknown format fbx"),
-    (["sample", "--n", "0"], "n must be between"),
+    (["sample", "--n", "0"], "n must be an integer from 1 to 4096"),
     (["sample", "--truncation", "9"], "truncation must be"),
     (["sample", "--level", "1.5"], "iso-level must be"),
     (["latent", "missing.json"], "cannot read missing.json"),

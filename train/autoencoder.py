@@ -25,13 +25,11 @@ end the test split's one-pass IoU goes to ``out/autoencoder.json``.
 """
 
 import json
-import math
 import logging
-import time
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -42,8 +40,8 @@ from vaegan.models import Generator, ShapeEncoder, to_channels_last, to_radius
 from vaegan.pipeline import ChairPipeline
 from vaegan.voxels import chair_ious
 
-from .common import add_run_arguments, config_values, print_config
-from .gan import atomic_torch_save, load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
+from .common import TrainingClock, add_run_arguments, augment, optimizer_step, restore_run, run_command, save_run
+from .gan import load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
 from .photo_encoder import detached_copy
 
 log = logging.getLogger(__name__)
@@ -84,19 +82,6 @@ class AutoencoderConfig:
 
 
 # ----------------------------------------------------------------------------- helpers
-def augment(grids: torch.Tensor, mirror: bool, shift: int, rng: torch.Generator) -> torch.Tensor:
-    """Random left/right flips (voxel axis 1) and floor-plane shifts of (B, R, R, R) grids.
-
-    The grids carry one empty voxel of padding per side, so a shift of 1 never cuts a chair."""
-    if mirror:
-        flip = torch.rand(len(grids), generator=rng) < 0.5
-        grids[flip] = grids[flip].flip(2)  # dim 2 is voxel axis 1, left/right
-    if shift:
-        offsets = torch.randint(-shift, shift + 1, (len(grids), 2), generator=rng)
-        grids = torch.stack([g.roll((int(a), int(b)), (0, 1)) for g, (a, b) in zip(grids, offsets)])
-    return grids
-
-
 def noisy(code: torch.Tensor, std: float, radius: float) -> torch.Tensor:
     """Codes (B, z_dim) plus N(0, std^2) per coordinate, back on the shell of `radius`."""
     return to_radius(code + std * torch.randn_like(code), radius) if std > 0 else code
@@ -123,51 +108,37 @@ def train(cfg: AutoencoderConfig, resume: bool = False) -> Path:
     params = list(encoder.parameters()) + list(decoder.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)
+    modules = {"encoder": encoder, "decoder": decoder}
     step, elapsed, best = 0, 0.0, -1.0
     if state is not None:
-        encoder.load_state_dict(state["encoder"])
-        decoder.load_state_dict(state["decoder"])
-        opt.load_state_dict(state["opt"])
-        rng.set_state(state["rng"])
-        step, elapsed, best = state["step"], state["elapsed"], state["best"]
+        step, elapsed, best = restore_run(state, modules, opt, rng)
         log.info("resumed %s at step %d (%.1f min trained, best held-out IoU %.3f)", out, step, elapsed / 60, best)
 
     def save_state() -> None:
-        atomic_torch_save({"config": asdict(cfg), "step": step, "elapsed": elapsed, "best": best,
-                           "encoder": encoder.state_dict(), "decoder": decoder.state_dict(),
-                           "opt": opt.state_dict(), "rng": rng.get_state()}, state_path)
+        save_run(state_path, cfg, step, elapsed, best, modules, opt, rng)
 
-    budget, radius = 60 * cfg.minutes, config.z_dim ** 0.5
-    bar = tqdm(total=cfg.steps, initial=step, desc="autoencoder", dynamic_ncols=True, mininterval=2)
-    t_last, last_save, running = time.perf_counter(), time.perf_counter(), None
-    while step < cfg.steps and elapsed < budget:
-        progress = min(1.0, elapsed / budget)
+    radius = config.z_dim ** 0.5
+    clock = TrainingClock("autoencoder", cfg.steps, 60 * cfg.minutes, step, elapsed)
+    while clock.going:
         for group in opt.param_groups:  # cosine decay over the time budget
-            group["lr"] = cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress)))
+            group["lr"] = cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * clock.progress)))
         x = data[torch.randint(len(data), (cfg.batch_size,), generator=rng)].float()  # (B, R, R, R)
         x = augment(x, cfg.mirror, cfg.shift, rng)[:, None].contiguous(memory_format=torch.channels_last_3d)
         code = noisy(encoder(x), cfg.code_noise, radius)  # (B, z_dim)
         loss = reconstruction_loss(decoder.logits(code), x, cfg.pos_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        now = time.perf_counter()
-        elapsed, t_last = elapsed + now - t_last, now
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}", best=f"{best:.3f}", refresh=False)
-        if step % cfg.eval_every == 0 or step == cfg.steps or elapsed >= budget:
+        optimizer_step(opt, loss)
+        clock.tick(loss.item(), best=f"{best:.3f}")
+        step, elapsed = clock.step, clock.elapsed
+        if clock.due(cfg.eval_every):
             iou = float(one_pass_iou(encoder, decoder, val).mean())
-            tqdm.write(f"step {step} ({elapsed / 60:.1f} min): loss {running:.4f}, held-out one-pass IoU {iou:.3f}")
+            tqdm.write(f"step {step} ({elapsed / 60:.1f} min): loss {clock.running:.4f}, held-out one-pass IoU {iou:.3f}")
             if iou > best:
                 best = iou
                 ChairPipeline(detached_copy(decoder), shape_encoder=detached_copy(encoder)).save_pretrained(out)
-            t_last = time.perf_counter()  # evaluation time does not count as training time
-        if now - last_save > 300:
+            clock.resume()
+        if clock.save_due():
             save_state()
-            last_save = time.perf_counter()
-    bar.close()
+    clock.close()
     save_state()
     report = {"steps": step, "minutes": round(elapsed / 60, 2), "held_out_iou": round(best, 4)}
     report.update(test_report(out, cfg.data))
@@ -193,8 +164,4 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    cfg = AutoencoderConfig(**config_values(args, AutoencoderConfig))
-    if args.dry_run:
-        return print_config(cfg)
-    train(cfg, resume=args.resume)
-    return 0
+    return run_command(args, AutoencoderConfig, train)

@@ -1,9 +1,10 @@
-"""What several `python -m train` commands share: flags made from a config dataclass, and the
-generator checkpoint opened for CPU work."""
+"""What several `python -m train` commands share: flags made from a config dataclass, the
+generator checkpoint opened for CPU work, and the clock of a time-budgeted training loop."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import fields
 
 from vaegan.models import to_channels_last
@@ -32,6 +33,15 @@ def add_run_arguments(parser: argparse.ArgumentParser, config_cls, list_fields: 
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
 
 
+def run_command(args: argparse.Namespace, config_cls, train) -> int:
+    """A training command's main: the config from the flags, then --dry-run or `train(cfg, resume=)`."""
+    cfg = config_cls(**config_values(args, config_cls))
+    if args.dry_run:
+        return print_config(cfg)
+    train(cfg, resume=args.resume)
+    return 0
+
+
 def print_config(cfg) -> int:
     """--dry-run: validate the resolved config and print it as JSON."""
     import json
@@ -57,3 +67,98 @@ def open_checkpoint(checkpoint: str, threads: int = 0) -> ChairPipeline:
     pipe = ChairPipeline.from_pretrained(checkpoint)
     to_channels_last(pipe.generator)
     return pipe
+
+
+class TrainingClock:
+    """A time-budgeted run's step count, training time, smoothed loss and progress bar.
+
+    Training time excludes evaluation: call `resume()` after evaluating. `going` is False once
+    the run has done `steps` steps or trained for `budget_s` seconds.
+    """
+
+    def __init__(self, desc: str, steps: int, budget_s: float, step: int = 0, elapsed: float = 0.0):
+        from tqdm import tqdm
+
+        self.steps, self.budget_s, self.step, self.elapsed = steps, budget_s, step, elapsed
+        self.running: float | None = None  # exponential moving average of the loss
+        self.bar = tqdm(total=steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=2)
+        self.t_last = self.last_save = time.perf_counter()
+
+    @property
+    def going(self) -> bool:
+        return self.step < self.steps and self.elapsed < self.budget_s
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the time budget used, in [0, 1] (for learning-rate schedules)."""
+        return min(1.0, self.elapsed / self.budget_s)
+
+    def tick(self, loss: float, **postfix) -> None:
+        """One step done with this loss."""
+        self.step += 1
+        self.running = loss if self.running is None else 0.98 * self.running + 0.02 * loss
+        now = time.perf_counter()
+        self.elapsed, self.t_last = self.elapsed + now - self.t_last, now
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{self.running:.4f}", **postfix, refresh=False)
+
+    def due(self, every: int) -> bool:
+        """Time to evaluate: every `every` steps and at the last step."""
+        return self.step % every == 0 or not self.going
+
+    def save_due(self, seconds: float = 300.0) -> bool:
+        """True (and the timer restarts) once `seconds` have passed since the last save."""
+        if time.perf_counter() - self.last_save <= seconds:
+            return False
+        self.last_save = time.perf_counter()
+        return True
+
+    def resume(self) -> None:
+        """After an evaluation: its time does not count as training time."""
+        self.t_last = time.perf_counter()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def optimizer_step(opt, loss) -> None:
+    """zero_grad, backward, step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def augment(grids, mirror: bool, shift: int, rng):
+    """Random left/right flips (voxel axis 1) and floor-plane shifts of (B, R, R, R) grids.
+
+    The grids carry one empty voxel of padding per side, so a shift of 1 never cuts a chair."""
+    import torch
+
+    if mirror:
+        flip = torch.rand(len(grids), generator=rng) < 0.5
+        grids[flip] = grids[flip].flip(2)  # dim 2 is voxel axis 1, left/right
+    if shift:
+        offsets = torch.randint(-shift, shift + 1, (len(grids), 2), generator=rng)
+        grids = torch.stack([g.roll((int(a), int(b)), (0, 1)) for g, (a, b) in zip(grids, offsets)])
+    return grids
+
+
+def restore_run(state: dict, modules: dict, opt, rng) -> tuple[int, float, float]:
+    """Load a run's state.pt into its modules (by name), optimizer and random stream ->
+    (step, elapsed seconds, best held-out figure)."""
+    for name, module in modules.items():
+        module.load_state_dict(state[name])
+    opt.load_state_dict(state["opt"])
+    rng.set_state(state["rng"])
+    return state["step"], state["elapsed"], state["best"]
+
+
+def save_run(path, cfg, step: int, elapsed: float, best: float, modules: dict, opt, rng) -> None:
+    """Write what `restore_run` reads (atomically), with the config that `--resume` checks."""
+    from dataclasses import asdict
+
+    from .gan import atomic_torch_save
+
+    atomic_torch_save({"config": asdict(cfg), "step": step, "elapsed": elapsed, "best": best,
+                       **{name: m.state_dict() for name, m in modules.items()},
+                       "opt": opt.state_dict(), "rng": rng.get_state()}, path)

@@ -20,14 +20,12 @@ import copy
 import json
 import math
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vaegan.config import ModelConfig
 from vaegan.datasets import load_chairs
@@ -36,7 +34,7 @@ from vaegan.models import Generator
 from vaegan.pipeline import ChairPipeline
 from vaegan.prior import LatentPrior, cosine_alpha_bar, mlp
 
-from .common import add_config_arguments, config_values, print_config
+from .common import TrainingClock, add_config_arguments, config_values, optimizer_step, print_config
 from .gan import ema_update
 from .photo_encoder import detached_copy
 
@@ -132,47 +130,34 @@ def train(cfg: PriorConfig) -> Path:
     def batch() -> torch.Tensor:
         return x[torch.randint(len(x), (cfg.batch_size,), generator=gen)]
 
-    budget, step, elapsed, running = 60 * cfg.minutes, 0, 0.0, None
-    bar = tqdm(total=cfg.steps, desc=f"prior ({cfg.kind})", dynamic_ncols=True, mininterval=2)
-    t_last = time.perf_counter()
-    while step < cfg.steps and elapsed < budget:
+    clock = TrainingClock(f"prior ({cfg.kind})", cfg.steps, 60 * cfg.minutes)
+    while clock.going:
         if cfg.kind == "gan":
             for _ in range(cfg.critic_steps):
                 with torch.no_grad():
                     fake = prior.net(torch.randn(cfg.batch_size, config.z_dim, generator=gen))
                 loss = critic_loss(critic, batch(), fake, cfg.gp_weight, gen)
-                opt_d.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_d.step()
+                optimizer_step(opt_d, loss)
             critic.requires_grad_(False)
-            g_loss = generator_loss(critic, prior.net(torch.randn(cfg.batch_size, config.z_dim, generator=gen)))
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
+            optimizer_step(opt_g, generator_loss(critic, prior.net(torch.randn(cfg.batch_size, config.z_dim, generator=gen))))
             critic.requires_grad_(True)
         else:
             for group in opt.param_groups:  # cosine decay over the time budget
-                group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget))))
+                group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * clock.progress)))
             loss = diffusion_loss(prior, batch(), gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss)
         ema_update(ema, prior, cfg.ema)
-        step += 1
-        running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
-        now = time.perf_counter()
-        elapsed, t_last = elapsed + now - t_last, now
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
-    bar.close()
+        clock.tick(loss.item())
+    clock.close()
     out = Path(cfg.out)
     decoder = Generator(config)  # the autoencoder's decoder, with the cleaning in its config
     decoder.load_state_dict(ae.generator.state_dict())
     ChairPipeline(decoder, shape_encoder=ae.shape_encoder, prior=detached_copy(ema)).save_pretrained(out)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    report = {"steps": step, "minutes": round(elapsed / 60, 2), "codes": len(x), "final_loss": round(running, 5)}
+    report = {"steps": clock.step, "minutes": round(clock.elapsed / 60, 2), "codes": len(x),
+              "final_loss": round(clock.running, 5)}
     (out / "prior.json").write_text(json.dumps(report, indent=2))
-    log.info("prior: %d steps in %.1f min -> %s", step, elapsed / 60, out / "prior")
+    log.info("prior: %d steps in %.1f min -> %s", clock.step, clock.elapsed / 60, out / "prior")
     return out
 
 

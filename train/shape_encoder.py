@@ -44,8 +44,9 @@ from vaegan.errors import ConfigError
 from vaegan.models import ShapeEncoder, to_channels_last
 from vaegan.voxels import chair_ious
 
-from .common import add_run_arguments, config_values, open_checkpoint, print_config
-from .gan import atomic_torch_save, load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
+from .common import (TrainingClock, add_run_arguments, augment, open_checkpoint, optimizer_step, restore_run,
+                     run_command, save_run)
+from .gan import load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
 from .photo_encoder import detached_copy
 
 log = logging.getLogger(__name__)
@@ -125,29 +126,21 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
     encoder = to_channels_last(encoder).train()
     opt = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)
+    modules = {"encoder": encoder}
     step, elapsed, best = 0, 0.0, -1.0
     if state is not None:
-        encoder.load_state_dict(state["encoder"])
-        opt.load_state_dict(state["opt"])
-        rng.set_state(state["rng"])
-        step, elapsed, best = state["step"], state["elapsed"], state["best"]
+        step, elapsed, best = restore_run(state, modules, opt, rng)
         log.info("resumed %s at step %d (%.1f min trained, best held-out IoU %.3f)", out, step, elapsed / 60, best)
 
     def save_state() -> None:
-        atomic_torch_save({"config": asdict(cfg), "step": step, "elapsed": elapsed, "best": best,
-                           "encoder": encoder.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state()},
-                          state_path)
+        save_run(state_path, cfg, step, elapsed, best, modules, opt, rng)
 
-    budget = 60 * cfg.minutes
-    bar = tqdm(total=cfg.steps, initial=step, desc="shape-encoder", dynamic_ncols=True, mininterval=2)
-    t_last, last_save, running = time.perf_counter(), time.perf_counter(), None
-    while step < cfg.steps and elapsed < budget:
+    clock = TrainingClock("shape-encoder", cfg.steps, 60 * cfg.minutes, step, elapsed)
+    while clock.going:
         for group in opt.param_groups:  # linear decay over the time budget
-            group["lr"] = cfg.lr * (1 - (1 - cfg.lr_final) * min(1.0, elapsed / budget))
+            group["lr"] = cfg.lr * (1 - (1 - cfg.lr_final) * clock.progress)
         real = data[torch.randint(len(data), (cfg.batch_real,), generator=rng)].float()  # (B, R, R, R)
-        if cfg.mirror:
-            flip = torch.rand(len(real), generator=rng) < 0.5
-            real[flip] = real[flip].flip(2)  # dim 2 is voxel axis 1, left/right
+        real = augment(real, cfg.mirror, 0, rng)
         pick = torch.randint(max(1, len(pool_z)), (cfg.batch_generated,), generator=rng)  # none without a pool
         z, made = pool_z[pick], pool_x[pick].float()  # (b, z_dim), (b, R, R, R)
         grids = torch.cat([real, made])[:, None].contiguous(memory_format=torch.channels_last_3d)  # (B + b, 1, R^3)
@@ -156,26 +149,19 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
         loss = cfg.recon_weight * reconstruction_loss(generator.logits(code_real), grids[:len(real)], cfg.pos_weight)
         if len(made):
             loss = loss + cfg.latent_weight * code_loss(code_made, z)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        now = time.perf_counter()
-        elapsed, t_last = elapsed + now - t_last, now
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.3f}", best=f"{best:.3f}", refresh=False)
-        if step % cfg.eval_every == 0 or step == cfg.steps or elapsed >= budget:
+        optimizer_step(opt, loss)
+        clock.tick(loss.item(), best=f"{best:.3f}")
+        step, elapsed = clock.step, clock.elapsed
+        if clock.due(cfg.eval_every):
             iou = float(one_pass_iou(encoder, generator, val).mean())
-            tqdm.write(f"step {step} ({elapsed / 60:.1f} min): loss {running:.3f}, held-out one-pass IoU {iou:.3f}")
+            tqdm.write(f"step {step} ({elapsed / 60:.1f} min): loss {clock.running:.3f}, held-out one-pass IoU {iou:.3f}")
             if iou > best:
                 best = iou
                 detached_copy(encoder).save_pretrained(out / "shape_encoder")
-            t_last = time.perf_counter()  # evaluation time does not count as training time
-        if now - last_save > 300:
+            clock.resume()
+        if clock.save_due():
             save_state()
-            last_save = time.perf_counter()
-    bar.close()
+    clock.close()
     save_state()
     log.info("trained %d steps in %.1f min; best held-out one-pass IoU %.3f -> %s", step, elapsed / 60, best,
              out / "shape_encoder")
@@ -210,8 +196,4 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    cfg = ShapeEncoderConfig(**config_values(args, ShapeEncoderConfig))
-    if args.dry_run:
-        return print_config(cfg)
-    train(cfg, resume=args.resume)
-    return 0
+    return run_command(args, ShapeEncoderConfig, train)
