@@ -110,9 +110,8 @@ def test_join_pieces_drops_a_piece_behind_a_long_joint():
     np.testing.assert_array_equal(join_pieces(one_piece), one_piece)
 
 
-@pytest.mark.parametrize("clean", ["join", "mirror+join"])
-def test_generate_shows_one_piece_and_soft_occupancy_keeps_its_level(clean):
-    config = tiny_config(g_clean=clean)
+def test_generate_shows_one_piece_and_soft_occupancy_keeps_its_level():
+    config = tiny_config(g_clean="join")
     torch.manual_seed(0)
     pipe = ChairPipeline(Generator(config))
     z = pipe.sample_latents(6, seed=0)
@@ -121,11 +120,8 @@ def test_generate_shows_one_piece_and_soft_occupancy_keeps_its_level(clean):
     assert all(count_components(v >= 0.5) <= 1 for v in vox)
     soft = pipe.soft_occupancy(z, temperature=4.0)
     np.testing.assert_array_equal(soft >= 0.5, vox >= 0.5)
-    if clean == "mirror+join":
-        raw = pipe.generator(z)[:, 0].detach().numpy()
-        assert not np.allclose(raw, raw[:, :, ::-1])  # the network is not symmetric itself
-        logits = pipe._logits(z)
-        torch.testing.assert_close(logits, logits.flip(2), rtol=0, atol=0)  # what it draws is
+    raw = pipe.generator(z)[:, 0].detach().numpy()
+    assert any(count_components(v >= 0.5) > 1 for v in raw)  # the untrained decoder is in pieces
 
 
 # ----------------------------------------------------------------------------- training stages

@@ -41,8 +41,7 @@ class ModelConfig:
     # a confidence (chosen for AP on renders of held-out training chairs).
     e_temperature: float = 1.0
     # What `generate` does to the decoder's output before returning it (what the user sees):
-    # "" = nothing (v1, v2); "join" = each chair in one piece (`meshing.join_pieces`);
-    # "mirror+join" = left/right-symmetric logits first, then join.
+    # "" = nothing (v1, v2); "join" = each chair in one piece (`meshing.join_pieces`).
     g_clean: str = ""
     # The learned prior over codes that `sample_latents` draws from (vaegan.prior): "" = N(0, I)
     # (the GAN generators v1, v2), "diffusion" or "gan" (an autoencoder's codes, generator v3).
@@ -82,8 +81,8 @@ class ModelConfig:
         if self.e_mu_radius < 0 or self.e_gallery < 0 or not self.e_temperature > 0 or not self.e_width > 0:
             raise ConfigError(f"e_mu_radius and e_gallery must be >= 0 and e_temperature, e_width > 0, got "
                               f"{self.e_mu_radius}, {self.e_gallery}, {self.e_temperature}, {self.e_width}")
-        if self.g_clean not in ("", "join", "mirror+join"):
-            raise ConfigError(f"g_clean must be '', 'join' or 'mirror+join', got {self.g_clean!r}")
+        if self.g_clean not in ("", "join"):
+            raise ConfigError(f"g_clean must be '' or 'join', got {self.g_clean!r}")
         if self.p_kind not in ("", "diffusion", "gan"):
             raise ConfigError(f"p_kind must be '', 'diffusion' or 'gan', got {self.p_kind!r}")
         if min(self.p_width, self.p_layers, self.p_sample_steps) < 1:

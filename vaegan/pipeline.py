@@ -159,20 +159,13 @@ class ChairPipeline:
         the app shows."""
         return self.soft_occupancy(z, temperature=1.0, batch_size=batch_size)
 
-    def _logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes (b, z_dim) -> the decoder's logits (b, R, R, R), mirrored when g_clean says so."""
-        logits = self.generator.logits(z)[:, 0]
-        if self.config.g_clean.startswith("mirror"):
-            logits = 0.5 * (logits + logits.flip(2))  # dim 2 is voxel axis 1, left/right
-        return logits
-
     def _clean(self, logits: torch.Tensor, temperature: float) -> np.ndarray:
         """Logits (b, R, R, R) -> sigmoid(logits / temperature), np.float32, whose 0.5 level is
         exactly that of `generate`: the voxels that `join_pieces` changes in sigmoid(logits) take
         its values, and so do the few where float32 rounding moves a tiny logit across 0.5."""
         out = torch.sigmoid(logits / temperature).numpy().astype(np.float32, copy=False)
         sharp = out if temperature == 1.0 else torch.sigmoid(logits).numpy()
-        if self.config.g_clean.endswith("join"):
+        if self.config.g_clean == "join":
             for i, grid in enumerate(sharp):
                 joined = meshing.join_pieces(grid)
                 changed = joined != grid
@@ -236,7 +229,7 @@ class ChairPipeline:
             temperature = self.encoder.config.e_temperature if self.encoder is not None else 1.0
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        return np.concatenate([self._clean(self._logits(chunk), temperature) for chunk in z.split(batch_size)])
+        return np.concatenate([self._clean(self.generator.logits(chunk)[:, 0], temperature) for chunk in z.split(batch_size)])
 
     # ------------------------------------------------------------------ voxels -> latents
     @torch.inference_mode()
