@@ -138,8 +138,9 @@ def join_pieces(vox: np.ndarray, level: float = 0.5, low: float = 0.2, max_bridg
       the main body: the path's voxels are raised just above the level (a thin joint);
     * dropped (zeroed) otherwise: a floating speck.
 
-    Pieces join the main body in order of their distance, so a piece can hang on one that was
-    joined before it. The result's ``>= level`` voxels are one 18-connected piece.
+    Distances run through every voxel ``>= low``, other pieces included, so a piece may hang on
+    a nearer piece, which is then joined too. The result's ``>= level`` voxels are one
+    18-connected piece.
     """
     level = check_level(level)
     grid = check_grid(vox, name="vox")  # (R, R, R) float32 copy
