@@ -64,13 +64,13 @@ def test_coupled_attributes_are_not_conditioned_on_each_other():
 
 
 def test_ganspace_directions_are_unit_sorted_and_deterministic(tiny_pipe):
-    d, ratio = dirs.ganspace_directions(tiny_pipe.generator, k=4, n=256)
+    d, ratio = dirs.ganspace_directions(tiny_pipe, k=4, n=256)
     assert d.shape == (4, tiny_pipe.z_dim) and d.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-5)
     assert np.all(np.diff(ratio) <= 1e-12) and 0 < ratio.sum() <= 1
-    np.testing.assert_array_equal(d, dirs.ganspace_directions(tiny_pipe.generator, k=4, n=256)[0])
+    np.testing.assert_array_equal(d, dirs.ganspace_directions(tiny_pipe, k=4, n=256)[0])
     with pytest.raises(LatentError, match="block"):
-        dirs.ganspace_directions(tiny_pipe.generator, k=2, n=64, block=7)
+        dirs.ganspace_directions(tiny_pipe, k=2, n=64, block=7)
 
 
 def test_measure_effects_shape(tiny_pipe):

@@ -48,6 +48,36 @@ def test_prior_round_trips_through_the_checkpoint_folder(tmp_path):
     torch.testing.assert_close(loaded.sample_latents(3, seed=1), prior.sample(3, 1))
 
 
+def test_a_discriminator_of_another_z_dim_is_kept_but_other_parts_must_match():
+    """v3 ships v2's discriminator (z_dim 200) beside a 128-d generator: D reads grids only."""
+    from vaegan.errors import CheckpointError
+    from vaegan.models import Discriminator
+
+    config = tiny_config()
+    other = tiny_config(z_dim=config.z_dim + 4)
+    pipe = ChairPipeline(Generator(config), discriminator=Discriminator(other))
+    assert pipe.discriminator is not None
+    with pytest.raises(CheckpointError, match="ShapeEncoder was built for resolution .* z_dim"):
+        ChairPipeline(Generator(config), shape_encoder=ShapeEncoder(other))
+    with pytest.raises(CheckpointError, match="Discriminator was built for resolution"):
+        ChairPipeline(Generator(config), discriminator=Discriminator(tiny_config(resolution=32)))
+
+
+def test_principal_directions_come_from_the_prior_samples():
+    """GANSpace must read the checkpoint's own latents: with a prior they are not N(0, I)."""
+    from vaegan import directions as dirs
+
+    config = tiny_config(p_kind="gan", p_width=16, p_layers=2)
+    torch.manual_seed(0)
+    gen = Generator(config)
+    with_prior = ChairPipeline(gen, prior=LatentPrior(config))
+    without = ChairPipeline(gen)
+    d_prior, _ = dirs.ganspace_directions(with_prior, k=3, n=128)
+    d_normal, _ = dirs.ganspace_directions(without, k=3, n=128)
+    assert not np.allclose(d_prior, d_normal, atol=1e-3)
+    np.testing.assert_array_equal(d_prior, dirs.ganspace_directions(with_prior, k=3, n=128)[0])
+
+
 def test_without_a_prior_samples_are_standard_normal(tiny_pipe):
     expected = torch.randn(4, tiny_pipe.z_dim, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(tiny_pipe.sample_latents(4, seed=7), expected)

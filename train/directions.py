@@ -5,7 +5,7 @@ directions of a checkpoint, measure their disentanglement, write them into the c
         [--principal 8] [--compare-raw] [--report runs/directions.md] [--threads 2]
 
 What it does (the maths is in `vaegan.directions`, the attributes in `vaegan.attributes`):
-1. ``--n`` latents z ~ N(0, I) (seed ``--seed``) are generated and their chairs measured;
+1. ``--n`` latents of the checkpoint's prior (`sample_latents`, seed ``--seed``) are generated and their chairs measured;
 2. each standardised attribute is regressed on z (ridge, held-out R^2 reported); the unit
    normals are conditionally orthogonalised (each off the others; none off ``mass``, seat
    and backrest height not off each other, see `vaegan.directions`). An
@@ -154,7 +154,7 @@ def run(cfg: DirectionsConfig) -> dict:
     std = np.where(std > 0, std, 1.0)
     vectors = dirs.condition(normals, names)  # (k, z_dim)
     cos_raw = (normals * vectors).sum(1)
-    principal, ratios = (dirs.ganspace_directions(pipe.generator, cfg.principal, cfg.principal_n, cfg.block,
+    principal, ratios = (dirs.ganspace_directions(pipe, cfg.principal, cfg.principal_n, cfg.block,
                                                   cfg.seed) if cfg.principal else (None, None))
     z_eval = np.asarray(pipe.sample_latents(cfg.eval_n, seed=cfg.seed + 1), dtype=np.float32)
     fitted = [a for a in attrs.ATTRIBUTES if a.name in names]

@@ -13,7 +13,7 @@ This module owns:
 
 Semantic directions (Shen et al. 2020, InterFaceGAN)
 ----------------------------------------------------
-Latents z ~ N(0, I) are generated, their chairs measured (`vaegan.attributes`), and each
+Latents z of the shipped prior (`sample_latents`) are generated, their chairs measured (`vaegan.attributes`), and each
 attribute a_j, standardised to mean 0 and std 1, is regressed on z by ridge least squares:
 a_j ≈ w_j · z + b_j. The unit normal n_j = w_j / |w_j| is the direction along which a_j
 grows fastest *in the linear model*. The raw normals of correlated attributes are
@@ -40,8 +40,9 @@ is the z direction of component i.
 
 Strengths and units
 -------------------
-Directions are unit vectors in z, whose prior has std 1 along every unit vector, so a
-strength s moves a latent by s prior standard deviations. Strengths are limited to
+Directions are unit vectors in z. Under N(0, I) the prior has std 1 along every unit vector, so
+a strength s moves a latent by s prior standard deviations; a learned prior's codes lie on the
+shell |z| = sqrt(z_dim), whose mean square per coordinate is 1 too, so s keeps that scale. Strengths are limited to
 ``±MAX_STRENGTH`` (3): further out the generator has seen almost no latents.
 
 File format (a checkpoint folder's root)
@@ -203,19 +204,21 @@ def condition(normals: np.ndarray, names: tuple[str, ...] | list[str],
     return _unit_rows(out, "conditioned")
 
 
-def ganspace_directions(generator, k: int = 8, n: int = 2048, block: int = 0, seed: int = 0,
+def ganspace_directions(pipe, k: int = 8, n: int = 2048, block: int = 0, seed: int = 0,
                         batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """GANSpace principal directions of generator block ``block`` (0 = the 4^3 block, after its
-    ReLU) -> (unit directions float32 (k, z_dim), explained variance ratios (k,))."""
+    ReLU) over ``n`` latents of the pipeline's own prior (`sample_latents`: a learned prior's
+    codes occupy only part of z, so N(0, I) samples would find the wrong axes)
+    -> (unit directions float32 (k, z_dim), explained variance ratios (k,))."""
     import torch
     from torch import nn
 
+    generator = pipe.generator
     relus = [m for m in generator.net if isinstance(m, nn.ReLU)]
     if not 0 <= block < len(relus):
         raise LatentError(f"block must be between 0 and {len(relus) - 1}, got {block}")
     z_dim = int(generator.config.z_dim)
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, z_dim, generator=gen)  # (n, z_dim)
+    z = pipe.sample_latents(n, seed=seed)  # (n, z_dim)
     feats: list[np.ndarray] = []
     stop = list(generator.net).index(relus[block]) + 1
     head = generator.net[:stop].eval()

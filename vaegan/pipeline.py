@@ -76,7 +76,12 @@ class ChairPipeline:
         self.prior = prior.eval() if prior is not None else None
         self.config: ModelConfig = generator.config
         for part in (discriminator, encoder, shape_encoder, prior):
-            if part is not None and (part.config.resolution, part.config.z_dim) != (self.resolution, self.z_dim):
+            # The discriminator reads grids only, so it may come from a generator with another z_dim
+            # (chair32 v3 keeps v2's discriminator for the realism score and the classify table).
+            if part is None:
+                continue
+            z_dim = self.z_dim if part is discriminator else part.config.z_dim
+            if (part.config.resolution, z_dim) != (self.resolution, self.z_dim):
                 raise CheckpointError(
                     f"{type(part).__name__} was built for resolution {part.config.resolution}, "
                     f"z_dim {part.config.z_dim}; the generator has {self.resolution}, {self.z_dim}"
