@@ -188,6 +188,37 @@ def test_init_starts_from_a_trained_encoder(setup, tmp_path):
         assert torch.equal(tensor, tuned.state_dict()[name]), name
 
 
+def test_a_v3_generator_gets_exact_codes_the_old_backbone_and_keeps_its_prior(setup, tmp_path):
+    """chair32 v3: a generator with a prior and another z_dim. --code-steps 0 takes the shape
+    encoder's codes as they are, --init from the old encoder loads its backbone only, and the
+    written checkpoint keeps the prior."""
+    from vaegan.models import Generator, ShapeEncoder
+    from vaegan.prior import LatentPrior
+
+    assert train_main(args(setup, tmp_path / "old", "--steps", "1")) == 0
+    old = ChairPipeline.from_pretrained(tmp_path / "old" / "checkpoint").encoder
+    config = tiny_config(32, z_dim=6, p_kind="gan", p_width=16, p_layers=2)
+    torch.manual_seed(1)
+    ChairPipeline(Generator(config), shape_encoder=ShapeEncoder(config), prior=LatentPrior(config)) \
+        .save_pretrained(tmp_path / "v3")
+    data, _, renders = setup
+    argv = ["photo-encoder", "--data", str(data), "--generator", str(tmp_path / "v3"), "--renders", str(renders),
+            "--out", str(tmp_path / "run"), *TINY, "--code-steps", "0", "--steps", "1", "--backbone-lr", "0", "--head-lr", "0",
+            "--weight-decay", "0", "--init", str(tmp_path / "old" / "checkpoint" / "encoder")]
+    assert train_main(argv) == 0
+    pipe = ChairPipeline.from_pretrained(tmp_path / "run" / "checkpoint")
+    source = ChairPipeline.from_pretrained(tmp_path / "v3")
+    torch.testing.assert_close(pipe.sample_latents(3, seed=2), source.sample_latents(3, seed=2))  # the prior came along
+    photos = photo_data.PhotoSet(renders, "train")
+    np.testing.assert_allclose(np.load(tmp_path / "run" / "codes.npz")["z"], source.encode_shape(photos.voxels).numpy(),
+                               atol=1e-5)  # exact codes: no projection steps
+    new = pipe.encoder.state_dict()
+    for name, tensor in old.state_dict().items():
+        if name.startswith("backbone."):
+            assert torch.equal(tensor, new[name]), name
+    assert new["head.weight"].shape == (6, old.head.in_features)
+
+
 def test_clear_errors(setup, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 

@@ -15,7 +15,9 @@ Targets, per render y of chair x:
 - a training chair's code z*(x): the chair projected into the frozen generator
   (`vaegan.projection.project`, `code_steps` Adam steps from the checkpoint's shape-encoder
   codes, else its atlas codes, else a bank retrieval; `chair_codes`), made once and cached
-  in `<out>/codes.npz`;
+  in `<out>/codes.npz`. With `--code-steps 0` it is the shape encoder's code itself: for
+  chair32 v3, whose shape encoder is the autoencoder's encoder, that code is exact (the
+  training chairs reconstruct at IoU ~0.97), so nothing is projected;
 - a generated chair's code (`--generated`, renders of G's own samples, `generated_fraction`
   of each batch): its z exactly.
 
@@ -253,13 +255,19 @@ def network_weights(encoder: ImageEncoder) -> dict:
 
 
 def load_init(encoder: ImageEncoder, folder: str) -> None:
-    """The weights of the encoder in ``folder`` (backbone and head; its gallery is rebuilt at the end)."""
+    """The weights of the encoder in ``folder`` (backbone and head; its gallery is rebuilt at the
+    end). An encoder made for another z_dim gives its backbone only, and the head starts fresh:
+    its chair-tuned features are what a new generator's encoder needs (chair32 v3)."""
     start = ImageEncoder.from_pretrained(folder)
-    if (start.config.e_width, start.config.z_dim) != (encoder.config.e_width, encoder.config.z_dim):
-        raise ConfigError(f"--init {folder} has width {start.config.e_width} and z_dim {start.config.z_dim}; "
-                          f"this run needs {encoder.config.e_width} and {encoder.config.z_dim}")
-    missing, unexpected = encoder.load_state_dict(network_weights(start), strict=False)
-    assert not unexpected and all(k.startswith("gallery_") for k in missing), (missing, unexpected)
+    if start.config.e_width != encoder.config.e_width:
+        raise ConfigError(f"--init {folder} has width {start.config.e_width}; this run needs {encoder.config.e_width}")
+    weights = network_weights(start)
+    if start.config.z_dim != encoder.config.z_dim:
+        log.info("--init %s: backbone only (its head maps to z_dim %d, this generator's z_dim is %d)",
+                 folder, start.config.z_dim, encoder.config.z_dim)
+        weights = {k: v for k, v in weights.items() if not k.startswith("head.")}
+    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    assert not unexpected and all(k.startswith(("gallery_", "head.")) for k in missing), (missing, unexpected)
 
 
 def set_train_mode(encoder: ImageEncoder, freeze_bn: bool) -> None:
@@ -320,6 +328,8 @@ def save_pipeline(source: ChairPipeline, encoder: ImageEncoder, folder: Path, cf
         parts["discriminator"] = detached_copy(source.discriminator)
     if source.shape_encoder is not None:
         parts["shape_encoder"] = detached_copy(source.shape_encoder)
+    if source.prior is not None:
+        parts["prior"] = detached_copy(source.prior)
     ChairPipeline(**parts).save_pretrained(tmp)
     recipe = json.dumps({**asdict(cfg), "figures": figures or {}}, indent=2)
     # at the root for the run, and in encoder/ so that copying the encoder folder carries its recipe
