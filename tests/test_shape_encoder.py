@@ -124,8 +124,9 @@ def test_shipped_shape_encoder_reconstructs_test_chairs(data_dir):
 
     pipe = ChairPipeline.from_pretrained(SHIPPED)
     chairs, _ = load_chairs(data_dir / "modelnet10_chair_vol30", "test", 32)
-    chairs = chairs[:12]
+    chairs = chairs[:10]
     result = projection.encode(pipe, chairs)  # one pass, then the app's refinement
-    # The shipped encoder: 0.581 one pass and 0.684 refined on these 12 (0.599 / 0.695 on all 100)
-    assert result.start_iou.mean() > 0.55
-    assert result.iou.mean() > 0.65 and (result.iou >= result.start_iou).all()
+    # chair32 v3, whose shape encoder is the autoencoder's encoder: one pass >= 0.75 on 10 test
+    # chairs (issue 26; v2's separate shape encoder gave 0.58 on them)
+    assert result.start_iou.mean() >= 0.75
+    assert (result.iou >= result.start_iou).all()

@@ -44,11 +44,10 @@ class ModelConfig:
     # "" = nothing (v1, v2); "join" = each chair in one piece (`meshing.join_pieces`).
     g_clean: str = ""
     # The learned prior over codes that `sample_latents` draws from (vaegan.prior): "" = N(0, I)
-    # (the GAN generators v1, v2), "diffusion" or "gan" (an autoencoder's codes, generator v3).
+    # (the GAN generators v1, v2), "gan" = a latent GAN over an autoencoder's codes (v3).
     p_kind: str = ""
     p_width: int = 512  # hidden width of the prior's MLP
-    p_layers: int = 4  # residual blocks (diffusion) or hidden layers (gan)
-    p_sample_steps: int = 50  # DDIM steps per sample (diffusion)
+    p_layers: int = 3  # hidden layers of the prior's MLP
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists; keep one type.
@@ -83,10 +82,10 @@ class ModelConfig:
                               f"{self.e_mu_radius}, {self.e_gallery}, {self.e_temperature}, {self.e_width}")
         if self.g_clean not in ("", "join"):
             raise ConfigError(f"g_clean must be '' or 'join', got {self.g_clean!r}")
-        if self.p_kind not in ("", "diffusion", "gan"):
-            raise ConfigError(f"p_kind must be '', 'diffusion' or 'gan', got {self.p_kind!r}")
-        if min(self.p_width, self.p_layers, self.p_sample_steps) < 1:
-            raise ConfigError("p_width, p_layers and p_sample_steps must be >= 1")
+        if self.p_kind not in ("", "gan"):
+            raise ConfigError(f"p_kind must be '' or 'gan', got {self.p_kind!r}")
+        if min(self.p_width, self.p_layers) < 1:
+            raise ConfigError("p_width and p_layers must be >= 1")
         if self.z_dim < 1 or min(self.g_widths + self.d_widths) < 1:
             raise ConfigError("z_dim and every channel width must be positive")
         if self.image_size < 32 or self.image_size % 32:
