@@ -707,7 +707,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                         with gr.Row():
                             seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=3)
                             dice = gr.Button("Random seed", scale=1, min_width=80)
-                        truncation = gr.Slider(0.1, 2.0, DEFAULT_TRUNCATION, step=0.05, label="Truncation (latent scale)",
+                        truncation = gr.Slider(0.1, 2.0, DEFAULT_TRUNCATION, step=0.05, label="Truncation (prior noise scale)",
                                                info="lower = safer, more typical chairs; higher = more variety")
                         n = gr.Slider(1, MAX_SAMPLES, 8, step=1, label="Chairs")
                         sample_btn = gr.Button("Sample", variant="primary", elem_id="sample-btn")
