@@ -39,7 +39,6 @@ SOURCES = ("Seed", "Gallery pick", "Photo candidate", "Photo", "Current chair")
 PHOTO_CANDIDATES = 4  # chairs offered for a photo: its own code, then the most similar training chairs
 N_DIRECTIONS = 5  # Explore sliders of principal directions (a checkpoint without named ones)
 MAX_NAMED = 8  # Explore sliders of named directions; Studio.explore takes dir1..dir8
-SLIDER_RANGE = 3.0  # directions are unit vectors; prior samples have std 1 along each
 DATA_ENV = "CHAIR_DATA"  # training chairs for the novelty check
 REFERENCE_STRIDE = 4  # the realism score is ranked among every 4th training chair (222 of 888)
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data" / "modelnet10_chair_vol30"
@@ -265,6 +264,7 @@ class Studio:
         self.notice = notice
         self.checkpoint = checkpoint
         self.directions = latent_directions.slider_directions(pipe, N_DIRECTIONS, named_k=MAX_NAMED)
+        self.slider_range = latent_directions.slider_range(pipe)  # ± (the directions file's max_strength)
         self.named = not self.directions[0].name.startswith("PC ")
         root = getattr(pipe, "root", None)
         self.atlas = latent_atlas.load_atlas(root, pipe.z_dim) if latent_atlas.has_atlas(root) else None
@@ -445,7 +445,7 @@ class Studio:
         """Slider values dir1..dir8 (one per direction, in prior standard deviations)."""
         chair = self._require(chair)
         values = (dir1, dir2, dir3, dir4, dir5, dir6, dir7, dir8)[: len(self.directions)]
-        alphas = [_number(a, d.name, -SLIDER_RANGE, SLIDER_RANGE) for a, d in zip(values, self.directions)]
+        alphas = [_number(a, d.name, -self.slider_range, self.slider_range) for a, d in zip(values, self.directions)]
         z = latents.apply_directions(chair.get("base", chair["z"]), self.directions, alphas)
         moved = ", ".join(f"{d.name} {a:+.1f}" for d, a in zip(self.directions, alphas) if a)
         label = chair["label"].split(" · edit")[0] + (f" · edit {moved}" if moved else "")
@@ -723,7 +723,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                                        if studio.named else
                                        "These are the principal directions of the generator's first layer "
                                        "(PC 1 changes the most), not named attributes yet."))
-                        sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, 0.0, step=0.1, label=d.name,
+                        sliders = [gr.Slider(-studio.slider_range, studio.slider_range, 0.0, step=0.1, label=d.name,
                                              elem_id=f"dir-{i}") for i, d in enumerate(studio.directions)]
                         reset_btn = gr.Button("Reset")
                     with gr.Tab("Photo → chair", id="photo"):

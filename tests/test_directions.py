@@ -193,10 +193,17 @@ def test_train_directions_writes_loadable_files_the_app_uses(tmp_path, capsys):
     assert {"r2", "cos_raw", "effect", "effect_sigma", "unit", "definition"} <= set(doc["directions"][0])
     assert len(doc["raw"]) == len(doc["directions"]) and doc["fit"]["n"] == 120
     assert len(doc["attributes"]) == len(attributes.NAMES)
-    assert [r["name"] for r in doc["sliders"]] == list(dset.names) and "IoU before/after +2" in out
+    assert [r["name"] for r in doc["sliders"]] == list(dset.names) and "IoU before/after +6" in out
     loaded = ChairPipeline.from_pretrained(tmp_path / "ckpt")
     sliders = dirs.slider_directions(loaded, 5, named_k=8)
     assert [d.name for d in sliders] == list(dset.labels)
+    # the sliders' range comes with the file: the app's sliders and `edit` both honour it
+    assert doc["max_strength"] == 8.0 and dirs.slider_range(loaded) == 8.0
+    dirs.edit(np.zeros(pipe.z_dim), dset, {"mass": 7.5})
+    with pytest.raises(LatentError, match="between -8 and 8"):
+        dirs.edit(np.zeros(pipe.z_dim), dset, {"mass": 8.5})
+    assert dirs.slider_range(ChairPipeline.from_config(tiny_config(16), seed=0)) == dirs.MAX_STRENGTH
+    assert main(["directions", "--checkpoint", str(tmp_path / "ckpt"), "--slider-strength", "9"]) == 2
 
 
 def test_train_directions_refuses_a_missing_folder(tmp_path, capsys):
@@ -217,7 +224,8 @@ def test_shipped_directions_move_their_attribute_the_right_way():
     dset = dirs.load_directions(SHIPPED, pipe.z_dim)
     z = np.asarray(pipe.sample_latents(48, seed=123), dtype=np.float32)
     before = attributes.measure_batch(pipe.generate(z))
+    step = 0.75 * dirs.slider_range(pipe)  # the slider table's step (6 of chair32 v3's ±8)
     for name in dset.names:
-        after = attributes.measure_batch(pipe.generate(z + 2.0 * dset.vector(name)))
+        after = attributes.measure_batch(pipe.generate(z + step * dset.vector(name)))
         change = np.nanmean(after[:, attributes.NAMES.index(name)] - before[:, attributes.NAMES.index(name)])
-        assert change > 0, f"+2 along {name!r} changed it by {change:.3g}"
+        assert change > 0, f"+{step:g} along {name!r} changed it by {change:.3g}"

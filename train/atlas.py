@@ -111,9 +111,9 @@ def iou_summary(start: np.ndarray, final: np.ndarray) -> dict:
             "p10": float(np.percentile(final, 10)), "start_mean": float(start.mean())}
 
 
-def structure_markdown(scores: dict[str, dict[str, float]]) -> str:
+def structure_markdown(scores: dict[str, dict[str, float]], z_dim: int) -> str:
     spaces = [s for s in (*atl.METHODS, "z", "gz") if s in scores]
-    names = {**atl.METHODS, "z": "full z (200-d)", "gz": f"generator coordinates ({atl.GENERATOR_K}-d)"}
+    names = {**atl.METHODS, "z": f"full z ({z_dim}-d)", "gz": f"generator coordinates ({atl.GENERATOR_K}-d)"}
     head = ["attribute"] + [names[s] for s in spaces]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in attrs.ATTRIBUTES:
@@ -133,7 +133,7 @@ def summary_markdown(meta: dict) -> str:
             lines.append(f"| {split} | {s['n']} | {s['steps']} | {s['start_mean']:.3f} | {s['mean']:.3f} | "
                          f"{s['median']:.3f} | {s['p10']:.3f} |")
     lines += ["", "Structure: leave-one-out R² of predicting each attribute from the 10 nearest chairs on the map "
-              "(0 = no pattern):", "", structure_markdown(meta["structure"])]
+              "(0 = no pattern):", "", structure_markdown(meta["structure"], meta["z_dim"])]
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from vaegan import attributes as attrs
 from vaegan import directions as dirs
 from vaegan.errors import CheckpointError, ConfigError
-from vaegan.pipeline import ChairPipeline
+from vaegan.pipeline import MAX_SAMPLES, ChairPipeline
 
 from .common import open_checkpoint
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class DirectionsConfig:
     checkpoint: str = ""  # a local checkpoint folder: the files are written into it
-    n: int = 6000  # latents measured for the fit
+    n: int = 4096  # latents measured for the fit (v2 used 6,000; sample_latents draws at most 4,096)
     seed: int = 0
     ridge: float = 1e-3  # ridge strength, times the number of samples
     eval_n: int = 256  # fresh latents for the disentanglement table
@@ -53,6 +53,8 @@ class DirectionsConfig:
     principal_n: int = 2048  # samples for the GANSpace PCA
     block: int = 0  # generator block whose activations GANSpace uses
     compare_raw: bool = False  # also measure the unconditioned normals
+    max_strength: float = 8.0  # the sliders' ± range, stored in the file (v3 moves a chair ~1/3 as much per unit as v2, whose range was 3)
+    slider_strength: float = 6.0  # the ± step of the slider table (v2's table used 2)
     batch_size: int = 64
     report: str = ""  # optional markdown file for the tables
     threads: int = 0  # torch threads; 0 keeps torch's default
@@ -63,6 +65,10 @@ class DirectionsConfig:
                                   f"into it), got {self.checkpoint!r}")
         if self.n < 50 or self.eval_n < 1 or self.step <= 0 or self.principal < 0 or self.principal_n < 10:
             raise ConfigError("need --n >= 50, --eval-n >= 1, --step > 0, --principal >= 0, --principal-n >= 10")
+        if not 0 < self.slider_strength <= self.max_strength:
+            raise ConfigError("need 0 < --slider-strength <= --max-strength")
+        if max(self.n, self.eval_n, self.principal_n) > MAX_SAMPLES:
+            raise ConfigError(f"--n, --eval-n and --principal-n draw from sample_latents: at most {MAX_SAMPLES}")
 
 
 def add_arguments(parser) -> None:
@@ -79,6 +85,10 @@ def add_arguments(parser) -> None:
                         help=f"samples for the GANSpace PCA (default {d.principal_n})")
     parser.add_argument("--block", type=int, default=d.block, help="generator block for GANSpace (default 0)")
     parser.add_argument("--compare-raw", action="store_true", help="also measure the unconditioned normals")
+    parser.add_argument("--max-strength", type=float, default=d.max_strength,
+                        help=f"the sliders' ± range, written into the file (default {d.max_strength})")
+    parser.add_argument("--slider-strength", type=float, default=d.slider_strength,
+                        help=f"± step of the slider table (default {d.slider_strength})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--report", default="", help="also write the markdown tables to this file")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -164,13 +174,13 @@ def run(cfg: DirectionsConfig) -> dict:
     for row, a, r, c in zip(rows, fitted, r2, cos_raw):
         row.update(name=a.name, unit=a.unit, definition=a.definition, r2=float(r), cos_raw=float(c),
                    conditioned_on=dirs.conditioning_set(a.name, names))
-    meta = {"directions": rows, "attributes": attribute_table(mean, std),
+    meta = {"max_strength": cfg.max_strength, "directions": rows, "attributes": attribute_table(mean, std),
             "fit": {**asdict(cfg), "n_measured": int(np.isfinite(values).all(1).sum()),
                     "constant": [n for n in attrs.NAMES if n not in names],
                     "not_conditioned_on": list(dirs.NOT_CONDITIONED_ON),
                     "coupled": [sorted(pair) for pair in dirs.COUPLED], "method": "ridge regression per "
                     "standardised attribute, conditional orthogonalisation (vaegan.directions)"}}
-    meta["sliders"] = dirs.slider_figures(pipe, z_eval, vectors, names, batch_size=cfg.batch_size)
+    meta["sliders"] = dirs.slider_figures(pipe, z_eval, vectors, names, cfg.slider_strength, batch_size=cfg.batch_size)
     if cfg.compare_raw:
         meta["raw"] = effect_rows(dirs.measure_effects(pipe, z_eval, normals, cfg.step, batch_size=cfg.batch_size),
                                   std, [f"{lab} (raw)" for lab in labels], names)

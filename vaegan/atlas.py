@@ -11,7 +11,7 @@ Codes: the encoder is trained on photos, not voxels, so every training chair is 
 into z through the generator (`vaegan.projection`); ``iou`` records how well G(z)
 reproduces it. Attributes are measured on the training chair itself (`vaegan.attributes`).
 
-Maps: ``pca`` and ``tsne`` embed the 200-d codes as they are. ``gpca`` and ``gtsne`` first
+Maps: ``pca`` and ``tsne`` embed the codes (z_dim-d) as they are. ``gpca`` and ``gtsne`` first
 keep only what the generator's first layer sees of them: their coordinates along the top
 principal directions of the first layer under the prior (`vaegan.latents.principal_directions`,
 the closed-form GANSpace), scaled by the activation std along each; ``gpca`` plots the top

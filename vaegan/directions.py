@@ -42,7 +42,10 @@ Strengths and units
 -------------------
 Directions are unit vectors in z. Under N(0, I) the prior has std 1 along every unit vector, so
 a strength s moves a latent by s prior standard deviations; a learned prior's codes lie on the
-shell |z| = sqrt(z_dim), whose mean square per coordinate is 1 too, so s keeps that scale. Strengths are limited to
+shell |z| = sqrt(z_dim), whose mean square per coordinate is 1 too (chair32 v3: std 0.6-1.1
+along its named directions), so s keeps that scale. How far a step moves the chair depends on
+the decoder: v3's autoencoder changes a chair about a third as much per unit as v2's GAN, so its
+directions file carries a wider ``max_strength`` (8, `slider_range`), which the app's sliders use. Strengths are limited to
 ``±MAX_STRENGTH`` (3): further out the generator has seen almost no latents.
 
 File format (a checkpoint folder's root)
@@ -93,6 +96,7 @@ __all__ = [
     "effects_markdown",
     "slider_figures",
     "slider_markdown",
+    "slider_range",
     "finite_json",
 ]
 
@@ -346,7 +350,8 @@ def save_directions(folder: str | Path, dset: DirectionSet) -> tuple[Path, Path]
     tensors = {"directions": np.ascontiguousarray(dset.vectors, dtype=np.float32)}
     if dset.principal is not None:
         tensors["principal"] = np.ascontiguousarray(dset.principal, dtype=np.float32)
-    meta = {"format": FORMAT, "version": VERSION, "z_dim": dset.z_dim, "max_strength": MAX_STRENGTH}
+    meta = {"format": FORMAT, "version": VERSION, "z_dim": dset.z_dim,
+            "max_strength": float(dset.meta.get("max_strength", MAX_STRENGTH))}
     meta.update({k: v for k, v in dset.meta.items() if k not in meta})
     entries = {d.get("name"): d for d in meta.get("directions", [])}
     meta["directions"] = [{**entries.get(n, {}), "name": n, "label": lab} for n, lab in zip(dset.names, dset.labels)]
@@ -444,6 +449,16 @@ def effects_markdown(rows: list[dict], attributes: list[dict], title: str = "dir
                 cells += ["", ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def slider_range(pipe) -> float:
+    """The Explore sliders' ± range for ``pipe``: its named directions' ``max_strength`` (a
+    decoder that moves little per unit step, as chair32 v3's, ships a wider range), else
+    `MAX_STRENGTH`."""
+    root = getattr(pipe, "root", None)
+    if has_directions(root):
+        return float(load_directions(root, pipe.z_dim).meta.get("max_strength", MAX_STRENGTH))
+    return MAX_STRENGTH
 
 
 def slider_directions(pipe, k: int = 5, named_k: int | None = None) -> list[Direction]:
