@@ -125,6 +125,7 @@ def test_train_atlas_writes_the_atlas_the_app_reads(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "| test | 3 | 3 |" in out and "| train | 10 | 3 |" in out and "| seat height |" in out
+    assert f"full z ({pipe.z_dim}-d)" in out  # the table names the checkpoint's own code size
     atlas = atl.load_atlas(tmp_path / "ckpt", pipe.z_dim)
     assert len(atlas) == 10 and set(atlas.coords) == set(atl.METHODS)
     assert atlas.names[0] == "chair_000000000_1" and atlas.attributes[1, attributes.NAMES.index("armrests")] == 1.0

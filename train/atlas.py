@@ -121,7 +121,7 @@ def structure_markdown(scores: dict[str, dict[str, float]], z_dim: int) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(meta: dict) -> str:
+def summary_markdown(meta: dict, z_dim: int) -> str:
     proj = meta["projection"]
     start = ("the shape encoder's codes" if proj.get("start") == "encoder"
              else f"the best of {proj['config']['bank']} prior samples")
@@ -133,7 +133,7 @@ def summary_markdown(meta: dict) -> str:
             lines.append(f"| {split} | {s['n']} | {s['steps']} | {s['start_mean']:.3f} | {s['mean']:.3f} | "
                          f"{s['median']:.3f} | {s['p10']:.3f} |")
     lines += ["", "Structure: leave-one-out R² of predicting each attribute from the 10 nearest chairs on the map "
-              "(0 = no pattern):", "", structure_markdown(meta["structure"], meta["z_dim"])]
+              "(0 = no pattern):", "", structure_markdown(meta["structure"], z_dim)]
     return "\n".join(lines)
 
 
@@ -172,7 +172,7 @@ def run(cfg: AtlasConfig) -> dict:
                   "seconds": round(time.perf_counter() - t0, 1)}
     atl.save_atlas(cfg.checkpoint, atlas)
     png = atl.atlas_png(atlas, Path(cfg.checkpoint) / atl.PNG_FILE)
-    markdown = summary_markdown(atlas.meta)
+    markdown = summary_markdown(atlas.meta, atlas.z.shape[1])
     print(markdown)
     if cfg.report:
         Path(cfg.report).parent.mkdir(parents=True, exist_ok=True)
