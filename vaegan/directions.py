@@ -45,8 +45,9 @@ a strength s moves a latent by s prior standard deviations; a learned prior's co
 shell |z| = sqrt(z_dim), whose mean square per coordinate is 1 too (chair32 v3: std 0.6-1.1
 along its named directions), so s keeps that scale. How far a step moves the chair depends on
 the decoder: v3's autoencoder changes a chair about a third as much per unit as v2's GAN, so its
-directions file carries a wider ``max_strength`` (8, `slider_range`), which the app's sliders use. Strengths are limited to
-``±MAX_STRENGTH`` (3): further out the generator has seen almost no latents.
+directions file carries a wider ``max_strength`` (8, `slider_range`), which the app's sliders
+and `edit` use. Without one, strengths are limited to ``±MAX_STRENGTH`` (3): further out v1's
+and v2's generators had seen almost no latents.
 
 File format (a checkpoint folder's root)
 ----------------------------------------
@@ -124,6 +125,11 @@ class DirectionSet:
     @property
     def z_dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    @property
+    def max_strength(self) -> float:
+        """The ± range of a strength (the file's ``max_strength``; `MAX_STRENGTH` when absent)."""
+        return float(self.meta.get("max_strength", MAX_STRENGTH))
 
     def as_list(self) -> list[Direction]:
         """The named directions as `vaegan.latents.Direction` (labelled), for the sliders."""
@@ -328,10 +334,9 @@ def edit(z: Any, directions: DirectionSet, strengths: dict[str, float]) -> np.nd
     """``z + sum strength * direction`` with directions chosen by name (attribute key or
     label): float32 (z_dim,). Unknown names and out-of-range strengths are LatentErrors."""
     base = as_latent(z, directions.z_dim, name="latent").astype(np.float64)
-    max_strength = float(directions.meta.get("max_strength", MAX_STRENGTH))
     for name, value in strengths.items():
         vec = directions.vector(name)
-        base = base + check_strength(value, name, max_strength) * vec
+        base = base + check_strength(value, name, directions.max_strength) * vec
     return as_latent(base, directions.z_dim, name="edited latent")
 
 
@@ -351,7 +356,7 @@ def save_directions(folder: str | Path, dset: DirectionSet) -> tuple[Path, Path]
     if dset.principal is not None:
         tensors["principal"] = np.ascontiguousarray(dset.principal, dtype=np.float32)
     meta = {"format": FORMAT, "version": VERSION, "z_dim": dset.z_dim,
-            "max_strength": float(dset.meta.get("max_strength", MAX_STRENGTH))}
+            "max_strength": dset.max_strength}
     meta.update({k: v for k, v in dset.meta.items() if k not in meta})
     entries = {d.get("name"): d for d in meta.get("directions", [])}
     meta["directions"] = [{**entries.get(n, {}), "name": n, "label": lab} for n, lab in zip(dset.names, dset.labels)]
@@ -457,7 +462,7 @@ def slider_range(pipe) -> float:
     `MAX_STRENGTH`."""
     root = getattr(pipe, "root", None)
     if has_directions(root):
-        return float(load_directions(root, pipe.z_dim).meta.get("max_strength", MAX_STRENGTH))
+        return load_directions(root, pipe.z_dim).max_strength
     return MAX_STRENGTH
 
 
