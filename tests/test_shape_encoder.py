@@ -130,3 +130,25 @@ def test_shipped_shape_encoder_reconstructs_test_chairs(data_dir):
     # chairs (issue 26; v2's separate shape encoder gave 0.58 on them)
     assert result.start_iou.mean() >= 0.75
     assert (result.iou >= result.start_iou).all()
+
+
+def test_generated_pool_draws_from_the_checkpoints_prior(monkeypatch):
+    """The known-code loss must see the chairs users get: `sample_latents` (the learned prior
+    where the checkpoint ships one) and what `generate` shows for them, in chunks that respect
+    sample_latents' cap."""
+    from train import shape_encoder as stage
+    from vaegan.models import Generator
+    from vaegan.prior import LatentPrior
+
+    config = tiny_config(p_kind="gan", p_width=16, p_layers=2)
+    torch.manual_seed(0)
+    pipe = ChairPipeline(Generator(config), prior=LatentPrior(config))
+    z, chairs = stage.generated_pool(pipe, 5, seed=0)
+    torch.testing.assert_close(z, pipe.sample_latents(5, seed=1), rtol=0, atol=0)
+    np.testing.assert_array_equal(chairs.numpy(), pipe.generate(z) >= 0.5)
+    monkeypatch.setattr(stage, "MAX_SAMPLES", 2)  # 5 codes in chunks of 2, 2 and 1
+    z_chunked, _ = stage.generated_pool(pipe, 5, seed=0)
+    assert z_chunked.shape == (5, config.z_dim) and not torch.equal(z_chunked[2:], z_chunked[:3])
+    torch.testing.assert_close(z_chunked[:2], pipe.sample_latents(2, seed=1), rtol=0, atol=0)
+    empty_z, empty = stage.generated_pool(pipe, 0, seed=0)
+    assert empty_z.shape == (0, config.z_dim) and empty.shape == (0, 16, 16, 16)

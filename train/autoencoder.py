@@ -27,11 +27,10 @@ end the test split's one-pass IoU goes to ``out/autoencoder.json``.
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from vaegan.config import ModelConfig
 from vaegan.datasets import load_chairs
@@ -40,8 +39,9 @@ from vaegan.models import Generator, ShapeEncoder, to_channels_last, to_radius
 from vaegan.pipeline import ChairPipeline
 from vaegan.voxels import chair_ious
 
-from .common import TrainingClock, add_run_arguments, augment, optimizer_step, restore_run, run_command, save_run
-from .gan import load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
+from .common import (TrainingClock, add_run_arguments, augment, optimizer_step, restore_run, run_command, save_run,
+                     start_run)
+from .gan import keep_best_one_pass, reconstruction_loss, split_by_id
 from .photo_encoder import detached_copy
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,7 @@ def noisy(code: torch.Tensor, std: float, radius: float) -> torch.Tensor:
 
 
 def train(cfg: AutoencoderConfig, resume: bool = False) -> Path:
-    cfg.validate()
-    torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(True)  # sparse grids: denormals make CPU kernels many times slower
-    out = Path(cfg.out)
-    state_path = out / "state.pt"
-    state = load_resume_state(state_path, cfg, ("z_dim", "g_widths", "resolution")) if resume else None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    out, state_path, state = start_run(cfg, resume, ("z_dim", "g_widths", "resolution"), "train_config.json")
 
     chairs, names = load_chairs(cfg.data, "train", cfg.resolution)
     train_idx, val_idx = split_by_id(names, cfg.val_chairs, cfg.seed)
@@ -109,10 +102,7 @@ def train(cfg: AutoencoderConfig, resume: bool = False) -> Path:
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)
     modules = {"encoder": encoder, "decoder": decoder}
-    step, elapsed, best = 0, 0.0, -1.0
-    if state is not None:
-        step, elapsed, best = restore_run(state, modules, opt, rng)
-        log.info("resumed %s at step %d (%.1f min trained, best held-out IoU %.3f)", out, step, elapsed / 60, best)
+    step, elapsed, best = restore_run(state, modules, opt, rng, out)
 
     def save_state() -> None:
         save_run(state_path, cfg, step, elapsed, best, modules, opt, rng)
@@ -130,12 +120,8 @@ def train(cfg: AutoencoderConfig, resume: bool = False) -> Path:
         clock.tick(loss.item(), best=f"{best:.3f}")
         step, elapsed = clock.step, clock.elapsed
         if clock.due(cfg.eval_every):
-            iou = float(one_pass_iou(encoder, decoder, val).mean())
-            tqdm.write(f"step {step} ({elapsed / 60:.1f} min): loss {clock.running:.4f}, held-out one-pass IoU {iou:.3f}")
-            if iou > best:
-                best = iou
-                ChairPipeline(detached_copy(decoder), shape_encoder=detached_copy(encoder)).save_pretrained(out)
-            clock.resume()
+            best = keep_best_one_pass(clock, encoder, decoder, val, best, lambda: ChairPipeline(
+                detached_copy(decoder), shape_encoder=detached_copy(encoder)).save_pretrained(out))
         if clock.save_due():
             save_state()
     clock.close()

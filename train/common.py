@@ -4,11 +4,19 @@ generator checkpoint opened for CPU work, and the clock of a time-budgeted train
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
+from pathlib import Path
 
+import torch
+
+from vaegan.errors import CheckpointError
 from vaegan.models import to_channels_last
 from vaegan.pipeline import ChairPipeline
+
+log = logging.getLogger(__name__)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls, list_fields: tuple[str, ...] = ()) -> None:
@@ -55,6 +63,45 @@ def print_config(cfg) -> int:
 def config_values(args: argparse.Namespace, config_cls) -> dict:
     """The parsed flags of `add_config_arguments`, by field name."""
     return {f.name: getattr(args, f.name) for f in fields(config_cls)}
+
+
+def load_resume_state(state_path: Path, cfg, keys: tuple[str, ...]) -> dict:
+    """A run's state.pt for --resume; CheckpointError if missing or trained with other `keys`."""
+    if not state_path.is_file():
+        raise CheckpointError(f"--resume: no run to continue, {state_path} does not exist")
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    saved = state.get("config", {})
+
+    def plain(value):  # tuples and lists of the same values are the same setting
+        return list(value) if isinstance(value, tuple) else value
+
+    for key in keys:
+        mine, theirs = getattr(cfg, key), saved.get(key)
+        if plain(mine) != plain(theirs):
+            raise CheckpointError(
+                f"--resume: {state_path} was trained with {key}={theirs!r}, but this run asks for {mine!r}")
+    return state
+
+
+def start_run(cfg, resume: bool, resume_keys: tuple[str, ...],
+              config_name: str | None = "config.json") -> tuple[Path, Path, dict | None]:
+    """A training run's start: the config validated, torch's threads set (cfg.threads; 0 =
+    torch's choice), denormals flushed (sparse grids and near-zero sigmoids make them common,
+    and they slow CPU kernels many times), the state to resume from (checked against
+    `resume_keys`) and the run folder with the config written to `config_name` (None: not
+    written, as on the non-main processes of a distributed run).
+    Returns (run folder, its state.pt path, the state or None)."""
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)
+    out = Path(cfg.out)
+    state_path = out / "state.pt"
+    state = load_resume_state(state_path, cfg, resume_keys) if resume else None
+    out.mkdir(parents=True, exist_ok=True)
+    if config_name:
+        (out / config_name).write_text(json.dumps(asdict(cfg), indent=2))
+    return out, state_path, state
 
 
 def open_checkpoint(checkpoint: str, threads: int = 0) -> ChairPipeline:
@@ -143,13 +190,17 @@ def augment(grids, mirror: bool, shift: int, rng):
     return grids
 
 
-def restore_run(state: dict, modules: dict, opt, rng) -> tuple[int, float, float]:
-    """Load a run's state.pt into its modules (by name), optimizer and random stream ->
-    (step, elapsed seconds, best held-out figure)."""
+def restore_run(state: dict | None, modules: dict, opt, rng, out: Path) -> tuple[int, float, float]:
+    """(step, elapsed seconds, best held-out figure): (0, 0, -1) for a fresh run (state None),
+    else a run's state.pt loaded into its modules (by name), optimizer and random stream."""
+    if state is None:
+        return 0, 0.0, -1.0
     for name, module in modules.items():
         module.load_state_dict(state[name])
     opt.load_state_dict(state["opt"])
     rng.set_state(state["rng"])
+    log.info("resumed %s at step %d (%.1f min trained, best held-out IoU %.3f)", out, state["step"],
+             state["elapsed"] / 60, state["best"])
     return state["step"], state["elapsed"], state["best"]
 
 

@@ -41,7 +41,7 @@ from vaegan.pipeline import ChairPipeline
 from vaegan.render import contact_sheet, render_grids
 from vaegan.voxels import chair_ious
 
-from .common import add_run_arguments, config_values
+from .common import add_run_arguments, config_values, start_run
 
 log = logging.getLogger(__name__)
 
@@ -233,24 +233,6 @@ def recalibrate_batchnorm(gen: Generator, z_dim: int, batches: int = 16, batch_s
 RESUME_KEYS = ("resolution", "z_dim", "g_widths", "d_widths", "d_norm", "loss", "batch_size", "recon_weight")
 
 
-def load_resume_state(state_path: Path, cfg, keys: tuple[str, ...]) -> dict:
-    """A run's state.pt for --resume; CheckpointError if missing or trained with other `keys`."""
-    if not state_path.is_file():
-        raise CheckpointError(f"--resume: no run to continue, {state_path} does not exist")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    saved = state.get("config", {})
-
-    def plain(value):  # tuples and lists of the same values are the same setting
-        return list(value) if isinstance(value, tuple) else value
-
-    for key in keys:
-        mine, theirs = getattr(cfg, key), saved.get(key)
-        if plain(mine) != plain(theirs):
-            raise CheckpointError(
-                f"--resume: {state_path} was trained with {key}={theirs!r}, but this run asks for {mine!r}")
-    return state
-
-
 def atomic_torch_save(obj, path: Path) -> None:
     atomic_write(path, lambda handle: torch.save(obj, handle))
 
@@ -294,6 +276,21 @@ def one_pass_iou(encoder: ShapeEncoder, generator: Generator, grids: np.ndarray)
     made = torch.cat([generator(encoder(c.to(device))).cpu() for c in x.split(64)])[:, 0].numpy() >= 0.5
     encoder.train(was_training[0]), generator.train(was_training[1])
     return chair_ious(made, grids > 0)
+
+
+def keep_best_one_pass(clock, encoder: ShapeEncoder, generator: Generator, val: np.ndarray, best: float,
+                       save) -> float:
+    """The held-out check of an encoder-decoder run (`train autoencoder`, `train shape-encoder`):
+    the one-pass IoU of the held-out chairs `val`, logged with the step; `save()` when it beats
+    `best`. Returns the best so far. The clock resumes after it: evaluating is not training time."""
+    iou = float(one_pass_iou(encoder, generator, val).mean())
+    tqdm.write(f"step {clock.step} ({clock.elapsed / 60:.1f} min): loss {clock.running:.4f}, "
+               f"held-out one-pass IoU {iou:.3f}")
+    if iou > best:
+        best = iou
+        save()
+    clock.resume()
+    return best
 
 
 def save_sheet(gen: Generator, z: torch.Tensor, path: Path) -> None:
@@ -377,17 +374,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     cfg.validate()
     rank, world, device = setup_distributed(cfg.device)
     main_proc = rank == 0
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    # Sparse real grids and near-zero sigmoid outputs produce denormal floats, which make
-    # CPU kernels (BatchNorm, conv backward) many times slower; flush them to zero.
-    torch.set_flush_denormal(True)
-    out = Path(cfg.out)
-    state_path = out / "state.pt"
-    state = load_resume_state(state_path, cfg, RESUME_KEYS) if resume else None
-    out.mkdir(parents=True, exist_ok=True)
-    if main_proc:
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    out, state_path, state = start_run(cfg, resume, RESUME_KEYS, "config.json" if main_proc else None)
 
     # Data: (N, R, R, R) uint8 in memory; held-out chairs by id for the monitor.
     chairs, names = load_chairs(cfg.data, "train", cfg.resolution, cfg.poses)

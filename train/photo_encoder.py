@@ -65,8 +65,8 @@ from vaegan.pipeline import ChairPipeline
 from vaegan.voxels import chair_ious
 
 from . import photos as photo_data
-from .common import add_run_arguments, config_values, print_config
-from .gan import CsvLog, atomic_torch_save, load_resume_state, split_by_id
+from .common import add_run_arguments, config_values, print_config, start_run
+from .gan import CsvLog, atomic_torch_save, split_by_id
 
 log = logging.getLogger(__name__)
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # reconstruct's T, chosen by held-out AP
@@ -372,19 +372,11 @@ def lr_factor(cfg: PhotoEncoderConfig, step: int, elapsed: float) -> float:
 
 
 def train(cfg: PhotoEncoderConfig, resume: bool = False) -> Path:
-    cfg.validate()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(True)  # sparse voxels: denormals make CPU kernels crawl
-    out = Path(cfg.out)
-    state_path = out / "state.pt"
-    state = load_resume_state(state_path, cfg, RESUME_KEYS) if resume else None
+    out, state_path, state = start_run(cfg, resume, RESUME_KEYS)
     source = ChairPipeline.from_pretrained(cfg.generator)
     gen = source.generator.eval().requires_grad_(False)
     to_channels_last(gen)
     mcfg: ModelConfig = gen.config
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     if not photo_data.is_photo_folder(cfg.renders):
         photo_data.ensure(photo_data.PhotoSetConfig(data=cfg.data, out=cfg.renders, image_size=mcfg.image_size,

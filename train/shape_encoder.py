@@ -36,17 +36,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from vaegan import projection
 from vaegan.datasets import load_chairs
 from vaegan.errors import ConfigError
 from vaegan.models import ShapeEncoder, to_channels_last
+from vaegan.pipeline import MAX_SAMPLES
 from vaegan.voxels import chair_ious
 
 from .common import (TrainingClock, add_run_arguments, augment, open_checkpoint, optimizer_step, restore_run,
-                     run_command, save_run)
-from .gan import load_resume_state, one_pass_iou, reconstruction_loss, split_by_id
+                     run_command, save_run, start_run)
+from .gan import keep_best_one_pass, reconstruction_loss, split_by_id
 from .photo_encoder import detached_copy
 
 log = logging.getLogger(__name__)
@@ -90,24 +90,20 @@ def code_loss(code: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- helpers
 @torch.no_grad()
-def generated_pool(generator, n: int, z_dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` seeded prior samples and their chairs G(z) >= 0.5: (n, z_dim) float, (n, R, R, R) bool."""
-    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed + 1))
-    r = generator.config.resolution
+def generated_pool(pipe, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` seeded draws from the checkpoint's prior (`sample_latents`: its learned prior where it
+    ships one, else N(0, I)) and the chairs `generate` shows for them, >= 0.5:
+    (n, z_dim) float, (n, R, R, R) bool."""
+    r = pipe.resolution
     if n == 0:
-        return z, torch.zeros((0, r, r, r), dtype=torch.bool)
-    return z, torch.cat([generator(chunk)[:, 0] >= 0.5 for chunk in z.split(64)])
+        return torch.zeros(0, pipe.z_dim), torch.zeros((0, r, r, r), dtype=torch.bool)
+    counts = [min(MAX_SAMPLES, n - start) for start in range(0, n, MAX_SAMPLES)]  # sample_latents' cap
+    z = torch.cat([pipe.sample_latents(count, seed=seed + 1 + i) for i, count in enumerate(counts)])
+    return z, torch.from_numpy(pipe.generate(z) >= 0.5)
 
 
 def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
-    cfg.validate()
-    torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(True)  # sparse grids: denormals make CPU kernels many times slower
-    out = Path(cfg.out)
-    state_path = out / "state.pt"
-    state = load_resume_state(state_path, cfg, ("checkpoint", "batch_real", "batch_generated")) if resume else None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    out, state_path, state = start_run(cfg, resume, ("checkpoint", "batch_real", "batch_generated"), "config.json")
 
     pipe = open_checkpoint(cfg.checkpoint)
     generator = pipe.generator.eval().requires_grad_(False)  # frozen; eval-mode BatchNorm
@@ -117,7 +113,7 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
     log.info("data: %d training chairs, %d held out, generator %s", len(data), len(val), cfg.checkpoint)
 
     torch.manual_seed(cfg.seed)
-    pool_z, pool_x = generated_pool(generator, cfg.pool if cfg.batch_generated else 0, pipe.z_dim, cfg.seed)
+    pool_z, pool_x = generated_pool(pipe, cfg.pool if cfg.batch_generated else 0, cfg.seed)
     encoder = ShapeEncoder(pipe.config)
     if cfg.init:
         if pipe.shape_encoder is None:
@@ -127,10 +123,7 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
     opt = torch.optim.Adam(encoder.parameters(), lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)
     modules = {"encoder": encoder}
-    step, elapsed, best = 0, 0.0, -1.0
-    if state is not None:
-        step, elapsed, best = restore_run(state, modules, opt, rng)
-        log.info("resumed %s at step %d (%.1f min trained, best held-out IoU %.3f)", out, step, elapsed / 60, best)
+    step, elapsed, best = restore_run(state, modules, opt, rng, out)
 
     def save_state() -> None:
         save_run(state_path, cfg, step, elapsed, best, modules, opt, rng)
@@ -153,12 +146,8 @@ def train(cfg: ShapeEncoderConfig, resume: bool = False) -> Path:
         clock.tick(loss.item(), best=f"{best:.3f}")
         step, elapsed = clock.step, clock.elapsed
         if clock.due(cfg.eval_every):
-            iou = float(one_pass_iou(encoder, generator, val).mean())
-            tqdm.write(f"step {step} ({elapsed / 60:.1f} min): loss {clock.running:.3f}, held-out one-pass IoU {iou:.3f}")
-            if iou > best:
-                best = iou
-                detached_copy(encoder).save_pretrained(out / "shape_encoder")
-            clock.resume()
+            best = keep_best_one_pass(clock, encoder, generator, val, best,
+                                      lambda: detached_copy(encoder).save_pretrained(out / "shape_encoder"))
         if clock.save_due():
             save_state()
     clock.close()
