@@ -137,6 +137,28 @@ def test_join_pieces_drops_a_piece_behind_a_long_joint():
     np.testing.assert_array_equal(join_pieces(one_piece), one_piece)
 
 
+def test_join_pieces_dilation_is_scipys_and_pieces_at_the_border_join():
+    """`join_pieces` grows its distances with a shifted-OR dilation inside the chair's box: it
+    must be ndimage's 18-connected dilation, edges included."""
+    from scipy import ndimage
+
+    from vaegan.meshing import _STRUCTURE, _dilate
+
+    rng = np.random.default_rng(0)
+    for shape in ((5, 7, 3), (12, 12, 12), (1, 4, 4)):
+        for density in (0.02, 0.2):
+            mask = rng.random(shape) < density
+            np.testing.assert_array_equal(_dilate(mask), ndimage.binary_dilation(mask, _STRUCTURE))
+    g = np.zeros((10, 10, 10), np.float32)
+    g[0:4, 0:2, 0:2] = 0.9  # body, in a corner
+    g[4, 0, 0] = 0.3  # joint, along the grid's edge
+    g[5:8, 0, 0] = 0.8  # a leg on the edge
+    g[9, 9, 9] = 0.9  # a speck in the far corner
+    out = join_pieces(g)
+    assert count_components(out >= 0.5) == 1 and out[4, 0, 0] > 0.5 and out[9, 9, 9] == 0.0
+    np.testing.assert_array_equal(join_pieces(np.zeros((6, 6, 6), np.float32)), 0.0)
+
+
 def test_generate_shows_one_piece_and_soft_occupancy_keeps_its_level():
     config = tiny_config(g_clean="join")
     torch.manual_seed(0)
