@@ -15,7 +15,8 @@ postprocess, SSE result, which carries the viewer's mesh payload inline: no file
   * sample  -> /sample   (8 chairs with thumbnails: reported only)
 
 and, in this process and in the same run, the bare `pipe.generate(z)` + `pipe.mesh(vox)` time
-of one chair, so `overhead = app p50 / bare p50` shows what the web stack adds, and the bare
+of one chair, so `overhead = app p50 / bare p50` shows what the web stack adds, the same over
+64 different prior samples (`bare_generate_mesh_64`: the chair-to-chair spread), and the bare
 `pipe.reconstruct(photo)` (preprocess, encode, one generator pass) and, with a shape encoder,
 the voxel upload's code of one chair: `encode_shape` alone and with the short refinement
 through G (target <= 0.5 s per chair). When it launched
@@ -130,6 +131,13 @@ def bare_times(pipe, repeats: int, level: float, truncation: float) -> dict:
     result = percentiles(timed(once, repeats, 3))
     result["faces"] = int(statistics.median(faces))
     return result
+
+
+def bare_many_times(pipe, n: int, level: float) -> dict:
+    """pipe.generate + pipe.mesh of `n` different prior samples (seed 1), one at a time: the
+    spread a slider meets from chair to chair (the join costs more on chairs with loose parts)."""
+    z = np.asarray(pipe.sample_latents(n, seed=1), dtype=np.float32)  # (n, z_dim)
+    return percentiles(timed(lambda i: pipe.mesh(pipe.generate(z[i % n])[0], level=level), n, 3))
 
 
 def bare_reconstruct_times(pipe, repeats: int) -> dict | None:
@@ -247,6 +255,7 @@ def main(argv=None) -> int:
         stop(proc)
     pipe = bare_pipeline(args.checkpoint, args.threads)
     result["bare_generate_mesh"] = bare_times(pipe, args.repeats, args.level, args.truncation)
+    result["bare_generate_mesh_64"] = bare_many_times(pipe, 64, args.level)
     reconstruct = bare_reconstruct_times(pipe, min(args.repeats, 10))
     if reconstruct is not None:
         result["bare_reconstruct"] = reconstruct
@@ -263,8 +272,8 @@ def main(argv=None) -> int:
               for path, fn in SERVER_HANDLERS.items()}
     print("| path | p50 ms | p95 ms | min ms | n | p50 / bare | server p50 ms |")
     print("|---|---|---|---|---|---|---|")
-    for name in ("slider", "render", "photo", "sample_8", "bare_generate_mesh", "bare_reconstruct", "bare_encode_shape",
-                 "bare_encode_shape_refine"):
+    for name in ("slider", "render", "photo", "sample_8", "bare_generate_mesh", "bare_generate_mesh_64",
+                 "bare_reconstruct", "bare_encode_shape", "bare_encode_shape_refine"):
         if name in result:
             r = result[name]
             print(f"| {name} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['min_ms']:.0f} | {r['n']} | "
