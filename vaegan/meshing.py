@@ -191,7 +191,8 @@ def join_pieces(vox: np.ndarray, level: float = 0.5, low: float = 0.2, max_bridg
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
     """`ndimage.binary_dilation(mask, _STRUCTURE)` of a bool array, as 19 shifted ORs: the
-    same voxels, about 5x faster on a chair's box (this runs on every slider move)."""
+    same voxels, 2-3x faster (0.21 against 0.65 ms on a 32^3 grid; this runs on every slider
+    move of a chair with loose parts)."""
     x, y, z = mask.shape
     padded = np.zeros((x + 2, y + 2, z + 2), bool)
     padded[1:-1, 1:-1, 1:-1] = mask
