@@ -20,29 +20,68 @@ from vaegan.prior import LatentPrior
 
 
 # ----------------------------------------------------------------------------- the prior
+def tiny_prior(config) -> LatentPrior:
+    """A prior with distinct, seeded components (an unfitted one is k copies of N(0, I))."""
+    prior = LatentPrior(config)
+    gen = torch.Generator().manual_seed(0)
+    prior.means.copy_(torch.randn(prior.means.shape, generator=gen) * 2)
+    prior.scale_tril.mul_(0.5)
+    prior.weights.copy_(torch.arange(1.0, config.p_components + 1) / sum(range(1, config.p_components + 1)))
+    return prior
+
+
 def test_prior_samples_are_seeded_codes_on_the_shell():
-    config = tiny_config(p_kind="gan", p_width=16, p_layers=2)
+    config = tiny_config(p_kind="gmm", p_components=3)
     torch.manual_seed(0)
-    pipe = ChairPipeline(Generator(config), prior=LatentPrior(config))
+    pipe = ChairPipeline(Generator(config), prior=tiny_prior(config))
     z = pipe.sample_latents(5, seed=3)
     assert z.shape == (5, config.z_dim) and z.dtype == torch.float32
     torch.testing.assert_close(z.norm(dim=1), torch.full((5,), config.z_dim ** 0.5))
     torch.testing.assert_close(pipe.sample_latents(5, seed=3), z, rtol=0, atol=0)  # deterministic
     assert not torch.allclose(pipe.sample_latents(5, seed=4), z)
-    torch.testing.assert_close(pipe.sample_latents(2, seed=3, truncation=0.0)[0],
-                               pipe.sample_latents(2, seed=3, truncation=0.0)[1])  # no noise: one code
+    means = pipe.prior.to_code(pipe.prior.means)  # (3, d): the components' centres on the shell
+    centred = pipe.sample_latents(50, seed=3, truncation=0.0)  # no noise: every draw is a centre
+    assert (torch.cdist(centred, means).min(1).values < 1e-2).all()
+    assert len(torch.unique(centred.round(decimals=4), dim=0)) == 3
     assert pipe.generate(z).shape == (5, 16, 16, 16)
 
 
 def test_prior_round_trips_through_the_checkpoint_folder(tmp_path):
-    config = tiny_config(p_kind="gan", p_width=16, p_layers=2)
+    config = tiny_config(p_kind="gmm", p_components=3)
     torch.manual_seed(0)
-    prior = LatentPrior(config)
+    prior = tiny_prior(config)
     prior.code_mean.fill_(0.5)
     ChairPipeline(Generator(config), shape_encoder=ShapeEncoder(config), prior=prior).save_pretrained(tmp_path)
     loaded = ChairPipeline.from_pretrained(tmp_path)
-    assert loaded.prior is not None and loaded.prior.config.p_kind == "gan"
+    assert loaded.prior is not None and loaded.prior.config.p_kind == "gmm"
     torch.testing.assert_close(loaded.sample_latents(3, seed=1), prior.sample(3, 1))
+    config_file = tmp_path / "prior" / "config.json"
+    config_file.write_text(config_file.read_text().replace('"gmm"', '"gan"'))  # the first v3 release
+    with pytest.raises(ConfigError, match="latent GAN prior left the code"):
+        ChairPipeline.from_pretrained(tmp_path)
+
+
+def test_fit_prior_finds_the_clusters_of_the_codes():
+    """Two tight clusters of codes, 3:1 -> two components with those weights, whose samples land
+    in the clusters; the fit is the same for the same seed."""
+    from train.prior import fit_prior
+
+    config = tiny_config(p_kind="gmm", p_components=2)
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.randn(2, config.z_dim, generator=gen) * 3  # (2, d)
+    codes = torch.cat([centres[0] + 0.05 * torch.randn(90, config.z_dim, generator=gen),
+                       centres[1] + 0.05 * torch.randn(30, config.z_dim, generator=gen)])  # (120, d)
+    prior = fit_prior(codes, config, reg=1e-3, iterations=100, seed=0)
+    assert sorted(prior.weights.tolist()) == pytest.approx([0.25, 0.75], abs=1e-6)
+    z = prior.sample(400, seed=0)  # on the shell
+    on_shell = prior.to_code(prior.normalise(centres))  # (2, d)
+    nearest = torch.cdist(z, on_shell).argmin(1)
+    assert (torch.cdist(z, on_shell).min(1).values < 0.2 * config.z_dim ** 0.5).all()
+    assert 0.65 < (nearest == (prior.weights.argmax() == torch.arange(2)).int().argmax()).float().mean() < 0.85
+    again = fit_prior(codes, config, reg=1e-3, iterations=100, seed=0)
+    torch.testing.assert_close(again.sample(5, seed=2), prior.sample(5, seed=2))
+    with pytest.raises(ConfigError, match="too few"):
+        fit_prior(codes[:3], config, reg=1e-3, iterations=100, seed=0)
 
 
 def test_a_discriminator_of_another_z_dim_is_kept_but_other_parts_must_match():
@@ -64,10 +103,10 @@ def test_principal_directions_come_from_the_prior_samples():
     """GANSpace must read the checkpoint's own latents: with a prior they are not N(0, I)."""
     from vaegan import directions as dirs
 
-    config = tiny_config(p_kind="gan", p_width=16, p_layers=2)
+    config = tiny_config(p_kind="gmm", p_components=3)
     torch.manual_seed(0)
     gen = Generator(config)
-    with_prior = ChairPipeline(gen, prior=LatentPrior(config))
+    with_prior = ChairPipeline(gen, prior=tiny_prior(config))
     without = ChairPipeline(gen)
     d_prior, _ = dirs.ganspace_directions(with_prior, k=3, n=128)
     d_normal, _ = dirs.ganspace_directions(without, k=3, n=128)
@@ -103,6 +142,8 @@ def test_sample_latents_takes_numpy_integers(tiny_pipe):
 def test_config_refuses_unknown_prior_and_cleaning():
     with pytest.raises(ConfigError, match="p_kind"):
         tiny_config(p_kind="diffusion")  # tried in the v3 study, not shipped: gone from the code
+    with pytest.raises(ConfigError, match="p_components"):
+        tiny_config(p_kind="gmm", p_components=0)
     with pytest.raises(ConfigError, match="g_clean"):
         tiny_config(g_clean="blur")
 
@@ -193,19 +234,19 @@ def test_train_autoencoder_then_prior_on_tiny_chairs(tmp_path, capsys):
     assert json.loads((ae / "autoencoder.json").read_text())["steps"] == 4
     assert train_main([*args, "--z-dim", "16", "--resume"]) == 2  # another architecture is refused
 
-    out = tmp_path / "prior_gan"
+    out = tmp_path / "prior_gmm"
     assert train_main(["prior", "--autoencoder", str(ae), "--data", str(data), "--out", str(out),
-                       "--width", "16", "--layers", "2", "--steps", "3", "--batch-size", "8",
-                       "--critic-steps", "2"]) == 0
+                       "--components", "2"]) == 0
     full = ChairPipeline.from_pretrained(out)
-    assert full.prior.config.p_kind == "gan" and full.shape_encoder is not None
+    assert full.prior.config.p_kind == "gmm" and full.prior.config.p_components == 2
+    assert full.shape_encoder is not None
     assert full.config.g_clean == "join"  # generate shows each chair in one piece
     assert json.loads((out / "prior.json").read_text())["codes"] == 16  # 8 chairs and their mirrors
     z = full.sample_latents(3, seed=0)
     torch.testing.assert_close(z, full.sample_latents(3, seed=0), rtol=0, atol=0)
     assert full.generate(z).shape == (3, 32, 32, 32)
     capsys.readouterr()
-    assert train_main(["prior", "--autoencoder", str(tmp_path / "prior_gan" / "generator"), "--data", str(data)]) == 2
+    assert train_main(["prior", "--autoencoder", str(tmp_path / "prior_gmm" / "generator"), "--data", str(data)]) == 2
     assert "error:" in capsys.readouterr().err
 
 

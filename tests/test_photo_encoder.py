@@ -197,7 +197,7 @@ def test_a_v3_generator_gets_exact_codes_the_old_backbone_and_keeps_its_prior(se
 
     assert train_main(args(setup, tmp_path / "old", "--steps", "1")) == 0
     old = ChairPipeline.from_pretrained(tmp_path / "old" / "checkpoint").encoder
-    config = tiny_config(32, z_dim=6, p_kind="gan", p_width=16, p_layers=2)
+    config = tiny_config(32, z_dim=6, p_kind="gmm", p_components=2)
     torch.manual_seed(1)
     ChairPipeline(Generator(config), shape_encoder=ShapeEncoder(config), prior=LatentPrior(config)) \
         .save_pretrained(tmp_path / "v3")

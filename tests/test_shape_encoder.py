@@ -140,7 +140,7 @@ def test_generated_pool_draws_from_the_checkpoints_prior(monkeypatch):
     from vaegan.models import Generator
     from vaegan.prior import LatentPrior
 
-    config = tiny_config(p_kind="gan", p_width=16, p_layers=2)
+    config = tiny_config(p_kind="gmm", p_components=2)
     torch.manual_seed(0)
     pipe = ChairPipeline(Generator(config), prior=LatentPrior(config))
     z, chairs = stage.generated_pool(pipe, 5, seed=0)

@@ -21,7 +21,7 @@ COMMANDS = {
     "directions": ("train.directions", "fit named semantic + GANSpace latent directions into a checkpoint"),
     "shape-encoder": ("train.shape_encoder", "train the shape encoder (voxels -> z in one pass) for a generator"),
     "autoencoder": ("train.autoencoder", "generator v3 stage 1: train the voxel autoencoder (shape encoder + decoder)"),
-    "prior": ("train.prior", "generator v3 stage 2: train the latent GAN prior on the autoencoder's codes"),
+    "prior": ("train.prior", "generator v3 stage 2: fit the Gaussian-mixture prior to the autoencoder's codes"),
     "atlas": ("train.atlas", "project the training chairs into z: 2-D latent atlas, projection IoU"),
 }
 

@@ -44,10 +44,9 @@ class ModelConfig:
     # "" = nothing (v1, v2); "join" = each chair in one piece (`meshing.join_pieces`).
     g_clean: str = ""
     # The learned prior over codes that `sample_latents` draws from (vaegan.prior): "" = N(0, I)
-    # (the GAN generators v1, v2), "gan" = a latent GAN over an autoencoder's codes (v3).
+    # (the GAN generators v1, v2), "gmm" = a mixture of Gaussians over an autoencoder's codes (v3).
     p_kind: str = ""
-    p_width: int = 512  # hidden width of the prior's MLP
-    p_layers: int = 3  # hidden layers of the prior's MLP
+    p_components: int = 32  # mixture components
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists; keep one type.
@@ -82,10 +81,11 @@ class ModelConfig:
                               f"{self.e_mu_radius}, {self.e_gallery}, {self.e_temperature}, {self.e_width}")
         if self.g_clean not in ("", "join"):
             raise ConfigError(f"g_clean must be '' or 'join', got {self.g_clean!r}")
-        if self.p_kind not in ("", "gan"):
-            raise ConfigError(f"p_kind must be '' or 'gan', got {self.p_kind!r}")
-        if min(self.p_width, self.p_layers) < 1:
-            raise ConfigError("p_width and p_layers must be >= 1")
+        if self.p_kind not in ("", "gmm"):
+            raise ConfigError(f"p_kind must be '' or 'gmm', got {self.p_kind!r}"
+                              + (" (the latent GAN prior left the code with chair32 v3.1)" if self.p_kind == "gan" else ""))
+        if self.p_components < 1:
+            raise ConfigError(f"p_components must be >= 1, got {self.p_components}")
         if self.z_dim < 1 or min(self.g_widths + self.d_widths) < 1:
             raise ConfigError("z_dim and every channel width must be positive")
         if self.image_size < 32 or self.image_size % 32:

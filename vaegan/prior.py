@@ -1,32 +1,23 @@
 """`LatentPrior`: the learned distribution over the autoencoder's codes that `sample_latents` draws from.
 
 Generator v3 is reconstruction first: an autoencoder's decoder is the generator, and new chairs
-come from a small model of where its codes lie: a latent GAN, as in l-GAN (Achlioptas et al.
-2018) and IM-GAN (Chen & Zhang 2019). An MLP maps seeded N(0, I) noise to a code; it is trained
-as a WGAN-GP against the training chairs' codes (`python -m train prior`). A latent diffusion
-prior (LION, Zeng et al. 2022) was tried too and copied training chairs (model card); it left
-the code.
+come from a model of where its codes lie. The shipped model is a mixture of Gaussians with full
+covariances over the training chairs' codes (and their mirror images'), fitted by EM in seconds
+(`python -m train prior`). It is the simplest of the priors the v3 study compared (model card):
+l-GAN / IM-GAN's latent GAN (Achlioptas et al. 2018, Chen & Zhang 2019) scored worse at 60 minutes of
+training, and a latent diffusion model (LION, Zeng et al. 2022) copied training chairs; both
+left the code.
 
-The MLP works in the normalised code space ((z - code_mean) / code_std, per coordinate; buffers
-set by training) and its codes are put on the autoencoder's shell |z| = sqrt(z_dim). Sampling is
-a pure function of (n, seed, truncation): the noise comes from one seeded `torch.Generator`.
+The mixture lives in the normalised code space ((z - code_mean) / code_std, per coordinate;
+buffers set by the fit) and its draws are put on the autoencoder's shell |z| = sqrt(z_dim).
+Sampling is a pure function of (n, seed, truncation): component choice and noise come from one
+seeded `torch.Generator`.
 """
 
 import torch
-from torch import nn
 
 from .config import ModelConfig
 from .models import HubModule, to_radius
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers of `sizes` with LeakyReLU 0.2 between them (the latent GAN's networks)."""
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.LeakyReLU(0.2, True))
-    return nn.Sequential(*layers)
 
 
 class LatentPrior(HubModule):
@@ -35,17 +26,24 @@ class LatentPrior(HubModule):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        d, w = config.z_dim, config.p_width
-        self.register_buffer("code_mean", torch.zeros(d))  # set by training
+        d, k = config.z_dim, config.p_components
+        self.register_buffer("code_mean", torch.zeros(d))  # set by the fit
         self.register_buffer("code_std", torch.ones(d))
-        self.net = mlp([d] + [w] * config.p_layers + [d])  # noise (B, d) -> normalised code (B, d)
+        # The mixture, in the normalised space: weights (k,), means (k, d) and the Cholesky factors
+        # (k, d, d) of the covariances. An untrained prior is one standard normal per component.
+        self.register_buffer("weights", torch.full((k,), 1.0 / k))
+        self.register_buffer("means", torch.zeros(k, d))
+        self.register_buffer("scale_tril", torch.eye(d).repeat(k, 1, 1))
 
     @torch.no_grad()
     def sample(self, n: int, seed: int, truncation: float = 1.0) -> torch.Tensor:
-        """n codes (n, z_dim) on the shell |z| = sqrt(z_dim); the input noise is scaled by
-        `truncation` (< 1: more typical chairs, as the truncation trick)."""
-        noise = torch.randn(n, self.config.z_dim, generator=torch.Generator().manual_seed(seed)) * truncation
-        return self.to_code(self.net(noise))
+        """n codes (n, z_dim) on the shell |z| = sqrt(z_dim). `truncation` scales each draw's
+        spread around its component's mean (< 1: more typical chairs, as the truncation trick)."""
+        gen = torch.Generator().manual_seed(seed)
+        component = torch.multinomial(self.weights, n, replacement=True, generator=gen)  # (n,)
+        noise = torch.randn(n, self.config.z_dim, 1, generator=gen) * truncation  # (n, d, 1)
+        x = self.means[component] + (self.scale_tril[component] @ noise)[..., 0]  # (n, d)
+        return self.to_code(x)
 
     def to_code(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised codes (B, d) -> codes on the autoencoder's shell (B, d)."""
@@ -56,4 +54,4 @@ class LatentPrior(HubModule):
         return (z - self.code_mean) / self.code_std
 
 
-__all__ = ["LatentPrior", "mlp"]
+__all__ = ["LatentPrior"]
