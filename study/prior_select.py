@@ -30,6 +30,21 @@ from vaegan.pipeline import ChairPipeline
 KEYS = ("cd_nna", "cd_cov", "iou_nna", "nearest_train_iou_mean", "near_copy_fraction", "validity_clean")
 
 
+def cycled(pipe, mode: str):
+    """sample_latents through the autoencoder once: E(G(z)) (project) or the draws that move least (reject)."""
+    draw = pipe.sample_latents
+
+    @torch.no_grad()
+    def sample(n, seed=0):
+        z = draw(4 * n if mode == "reject" else n, seed=seed)
+        back = pipe.encode_shape(pipe.generate(z) >= 0.5)
+        if mode == "project":
+            return back
+        keep = (back - z).norm(dim=1).argsort()[:n].sort().values
+        return z[keep]
+    return sample
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--autoencoder", default="runs/ae_v3")
@@ -38,6 +53,8 @@ def main() -> None:
     p.add_argument("--components", type=int, nargs="+", default=[32])
     p.add_argument("--reg", type=float, nargs="+", default=[1e-2])
     p.add_argument("--test", action="store_true")
+    p.add_argument("--cycle", default="", choices=["", "project", "reject"],
+                   help="project: each draw z -> E(G(z) >= 0.5); reject: draw 4n, keep the n with the smallest |E(G(z)) - z|")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -58,12 +75,14 @@ def main() -> None:
             config = ModelConfig(**{**pipe.config.to_dict(), "p_kind": "gmm", "p_components": k, "g_clean": "join"})
             pipe.prior, pipe.generator.config = fit_prior(codes, config, reg, 200, 0), config
             pipe.config = config
+        if a.cycle:
+            pipe.sample_latents = cycled(pipe, a.cycle)
         r = evaluate(pipe, chairs, reference, seeds=list(seeds), n=n, baselines=False, workers=1)
         per_seed = [s["metrics"] for s in r["generator"]["per_seed"].values()]
         row = {key: [m[key] for m in per_seed] for key in KEYS}
         row.update({f"{key}_mean": float(np.mean(row[key])) for key in KEYS})
         row.update({f"{key}_sem": float(np.std(row[key], ddof=1) / np.sqrt(len(per_seed))) for key in KEYS})
-        name = a.checkpoint or f"k{k}_reg{reg:g}"
+        name = (a.checkpoint or f"k{k}_reg{reg:g}") + (f"_{a.cycle}" if a.cycle else "")
         results[name] = row
         print(name, {key: round(row[f"{key}_mean"], 4) for key in KEYS},
               "sem 1-NNA-CD", round(row["cd_nna_sem"], 4), flush=True)
