@@ -8,9 +8,9 @@ The autoencoder's encoder (`train autoencoder`) gives the code of every training
 its mirror image (eval mode, no noise): the prior's data. The prior (`vaegan.prior`) is a mixture
 of ``components`` Gaussians with full covariances, fitted by EM (scikit-learn) in the normalised
 code space; each covariance gets ``reg`` times the mean per-coordinate variance added to its
-diagonal, which keeps a component of a few dozen 128-d codes from collapsing onto them (more
-components, or less regularisation, start to copy training chairs: model card). The defaults are
-chair32 v3's recipe; the fit takes seconds.
+diagonal, which keeps a component of a few dozen 128-d codes from collapsing onto them (64
+components start to copy training chairs: model card). The defaults are chair32 v3.1's recipe;
+the fit takes seconds.
 
 The output folder is a whole pipeline: the autoencoder's generator and shape encoder, and ``prior/``.
 """
@@ -42,7 +42,7 @@ class PriorConfig:
     autoencoder: str = "runs/autoencoder"  # `train autoencoder`'s output folder
     data: str = ""  # the training chairs the autoencoder was trained on
     out: str = "runs/prior"  # pipeline folder: generator + shape_encoder + prior
-    components: int = 32  # mixture components (model card: 8 / 16 / 32 / 64 compared)
+    components: int = 32  # mixture components (model card: 16 / 32 / 64 compared on held-out chairs)
     reg: float = 1e-2  # added to each covariance's diagonal, times the mean coordinate variance
     iterations: int = 200  # EM iterations at most
     mirror: bool = True  # add each chair's mirror image's code
