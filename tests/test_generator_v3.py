@@ -61,6 +61,22 @@ def test_prior_round_trips_through_the_checkpoint_folder(tmp_path):
         ChairPipeline.from_pretrained(tmp_path)
 
 
+def test_many_draws_are_the_mixture_drawn_in_parts():
+    """More draws than SAMPLE_CHUNK are computed in parts (memory); they are still each
+    component's mean plus its Cholesky factor times the seeded noise."""
+    from vaegan.prior import SAMPLE_CHUNK
+
+    config = tiny_config(p_kind="gmm", p_components=3)
+    prior = tiny_prior(config)
+    prior.scale_tril.copy_(torch.randn(prior.scale_tril.shape, generator=torch.Generator().manual_seed(1)).tril())
+    n = 2 * SAMPLE_CHUNK + 1
+    gen = torch.Generator().manual_seed(5)
+    component = torch.multinomial(prior.weights, n, replacement=True, generator=gen)
+    noise = torch.randn(n, config.z_dim, 1, generator=gen)
+    expected = prior.to_code(prior.means[component] + (prior.scale_tril[component] @ noise)[..., 0])
+    torch.testing.assert_close(prior.sample(n, seed=5), expected)
+
+
 def test_fit_prior_finds_the_clusters_of_the_codes():
     """Two tight clusters of codes, 3:1 -> two components with those weights, whose samples land
     in the clusters; the fit is the same for the same seed."""

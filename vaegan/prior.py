@@ -19,6 +19,10 @@ import torch
 from .config import ModelConfig
 from .models import HubModule, to_radius
 
+# Draws per batched product in `sample`: each draw's (d, d) Cholesky factor is gathered, 64 KB at
+# d = 128, so 4,096 draws at once would hold 270 MB.
+SAMPLE_CHUNK = 256
+
 
 class LatentPrior(HubModule):
     """Seeded samples of autoencoder codes: `sample(n, seed)` -> float32 (n, z_dim) on the shell."""
@@ -42,8 +46,12 @@ class LatentPrior(HubModule):
         gen = torch.Generator().manual_seed(seed)
         component = torch.multinomial(self.weights, n, replacement=True, generator=gen)  # (n,)
         noise = torch.randn(n, self.config.z_dim, 1, generator=gen) * truncation  # (n, d, 1)
-        x = self.means[component] + (self.scale_tril[component] @ noise)[..., 0]  # (n, d)
-        return self.to_code(x)
+        # Parts of near-equal size, never a lone draw: a one-row product takes another kernel and
+        # rounds differently, and the codes must not depend on n's remainder.
+        parts = -(-n // SAMPLE_CHUNK)
+        spread = torch.cat([(self.scale_tril[c] @ e)[..., 0]  # (part, d)
+                            for c, e in zip(component.tensor_split(parts), noise.tensor_split(parts))])
+        return self.to_code(self.means[component] + spread)
 
     def to_code(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised codes (B, d) -> codes on the autoencoder's shell (B, d)."""
