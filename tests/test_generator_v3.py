@@ -93,7 +93,7 @@ def test_fit_prior_finds_the_clusters_of_the_codes():
     on_shell = prior.to_code(prior.normalise(centres))  # (2, d)
     nearest = torch.cdist(z, on_shell).argmin(1)
     assert (torch.cdist(z, on_shell).min(1).values < 0.2 * config.z_dim ** 0.5).all()
-    assert 0.65 < (nearest == (prior.weights.argmax() == torch.arange(2)).int().argmax()).float().mean() < 0.85
+    assert 0.65 < (nearest == 0).float().mean() < 0.85  # centre 0 holds 90 of the 120 codes
     again = fit_prior(codes, config, reg=1e-3, iterations=100, seed=0)
     torch.testing.assert_close(again.sample(5, seed=2), prior.sample(5, seed=2))
     with pytest.raises(ConfigError, match="too few"):
