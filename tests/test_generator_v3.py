@@ -194,6 +194,33 @@ def test_join_pieces_drops_a_piece_behind_a_long_joint():
     np.testing.assert_array_equal(join_pieces(one_piece), one_piece)
 
 
+def test_join_pieces_keeps_a_part_behind_a_faint_joint_and_drops_a_speck_there():
+    """A part (>= PART_SIZE voxels) that no short joint reaches hangs on the widest faint joint
+    within part_bridge voxels; a speck behind the same joint, or a part with nothing drawn
+    between it and the chair, is dropped."""
+    from vaegan.meshing import PART_SIZE
+
+    g = np.zeros((16, 16, 16), np.float32)
+    g[2:12, 6:8, 12] = 0.9  # seat
+    g[4, 6, 7:12] = 0.06  # a faint five-voxel joint: too faint and too long for the short rule
+    g[4, 6, 7] = 0.12  # ... one voxel of it brighter, which must not matter (the path is one line)
+    g[4, 6:8, 2:7] = 0.8  # a leg of 10 voxels below it
+    assert PART_SIZE <= 10 and count_components(g >= 0.5) == 2
+    out = join_pieces(g)
+    assert count_components(out >= 0.5) == 1
+    assert (out[4, 6:8, 2:7] == 0.8).all() and (out[4, 6, 7:12] > 0.5).all()  # leg kept, joint raised
+    assert (join_pieces(g, part_size=0)[4, 6:8, 2:7] == 0.0).all()  # the old rule: no parts, the leg went
+    short = g.copy()
+    short[4, 6:8, 2:7] = 0.0
+    short[4, 6, 5:7] = 0.8  # a two-voxel speck behind the same joint
+    assert (join_pieces(short)[4, 6, 5:7] == 0.0).all()
+    far = g.copy()
+    far[4, 6, 7:12] = 0.0  # nothing drawn between the leg and the seat
+    out = join_pieces(far)
+    assert (out[4, 6:8, 2:7] == 0.0).all() and count_components(out >= 0.5) == 1
+    assert (join_pieces(g, part_bridge=4)[4, 6:8, 2:7] == 0.0).all()  # the joint is five voxels long
+
+
 def test_join_pieces_dilation_is_scipys_and_pieces_at_the_border_join():
     """`join_pieces` grows its distances with a shifted-OR dilation inside the chair's box: it
     must be ndimage's 18-connected dilation, edges included."""
