@@ -221,18 +221,34 @@ def test_join_pieces_keeps_a_part_behind_a_faint_joint_and_drops_a_speck_there()
     assert (join_pieces(g, part_bridge=4)[4, 6:8, 2:7] == 0.0).all()  # the joint is five voxels long
 
 
+def test_join_pieces_output_meshes_as_one_piece_where_pieces_touch_only_along_an_edge():
+    """On a soft grid marching cubes draws two voxels that share only an edge as two surfaces:
+    an 18-connected chair could still show a floating leg. The join works by faces."""
+    from vaegan.meshing import voxels_to_mesh
+
+    g = np.zeros((12, 12, 12), np.float32)
+    g[2:9, 4:6, 6] = 0.6  # seat
+    g[5, 6, 2:6] = 0.6  # a leg whose top touches the seat only along an edge
+    g[5, 5, 5] = 0.25  # the faint corner between them: the face between averages 0.36
+    assert count_components(g >= 0.5) == 1  # one piece to the 18-connected count...
+    assert voxels_to_mesh(g).body_count == 2  # ... but two in the viewer
+    out = join_pieces(g)
+    assert out[5, 5, 5] > 0.5 and (out[5, 6, 2:6] == 0.6).all()
+    assert voxels_to_mesh(out).body_count == 1
+
+
 def test_join_pieces_dilation_is_scipys_and_pieces_at_the_border_join():
     """`join_pieces` grows its distances with a shifted-OR dilation inside the chair's box: it
-    must be ndimage's 18-connected dilation, edges included."""
+    must be ndimage's 6-connected dilation, edges included."""
     from scipy import ndimage
 
-    from vaegan.meshing import _STRUCTURE, _dilate
+    from vaegan.meshing import _FACES, _dilate
 
     rng = np.random.default_rng(0)
     for shape in ((5, 7, 3), (12, 12, 12), (1, 4, 4)):
         for density in (0.02, 0.2):
             mask = rng.random(shape) < density
-            np.testing.assert_array_equal(_dilate(mask), ndimage.binary_dilation(mask, _STRUCTURE))
+            np.testing.assert_array_equal(_dilate(mask), ndimage.binary_dilation(mask, _FACES))
     g = np.zeros((10, 10, 10), np.float32)
     g[0:4, 0:2, 0:2] = 0.9  # body, in a corner
     g[4, 0, 0] = 0.3  # joint, along the grid's edge

@@ -245,7 +245,8 @@ def test_evaluate_end_to_end(eval_result):
     assert set(res["generator"]["per_seed"]) == {"0", "1"}
     assert set(res["baselines"]) == {"train-6", "mean-chair"}
     for key in ("validity_raw", "validity_clean", "iou_cov", "iou_mmd", "iou_nna", "cd_cov",
-                "cd_mmd", "cd_nna", "coverage_iou", "nearest_train_iou_mean", "near_copy_fraction"):
+                "cd_mmd", "cd_nna", "coverage_iou", "nearest_train_iou_mean", "near_copy_fraction",
+                "mesh_pieces_mean", "one_mesh_piece"):
         assert key in res["generator"]["mean"] and key in res["generator"]["std"]
         for r in [*res["generator"]["per_seed"].values(), *res["baselines"].values()]:
             assert np.isfinite(r["metrics"][key])
@@ -253,6 +254,7 @@ def test_evaluate_end_to_end(eval_result):
     assert 0 <= m["iou_cov"] <= 1 and 0 <= m["iou_nna"] <= 1 and m["cd_mmd"] >= 0
     assert m["coverage_iou"] == pytest.approx(1 - m["iou_mmd"], abs=1e-6)
     assert m["validity_clean"] >= m["validity_raw"]
+    assert m["mesh_pieces_mean"] == 1.0 and m["one_mesh_piece"] == 1.0  # boxes, specks cleaned off
     # mean-chair: n identical shapes -> covers at most one reference under IoU
     mc = res["baselines"]["mean-chair"]["metrics"]
     assert mc["iou_cov"] == pytest.approx(1 / 10)
@@ -285,6 +287,7 @@ def test_evaluate_all_empty_samples():
     m = res["generator"]["per_seed"]["3"]["metrics"]
     assert m["validity_raw"] == 0 and m["empty_fraction"] == 1.0
     assert m["cd_cov"] == 0 and np.isinf(m["cd_mmd"]) and m["iou_mmd"] == 1.0
+    assert m["mesh_pieces_mean"] == 0.0
 
 
 def test_cli_reports_missing_data(tmp_path, capsys):
@@ -304,6 +307,7 @@ def test_evaluate_without_cleaning():
     m = res["generator"]["per_seed"]["0"]["metrics"]
     assert m["occupancy_mean"] == m["occupancy_raw_mean"]  # the specks stay in
     assert m["validity_raw"] < m["validity_clean"]  # FakePipe adds a speck to some samples
+    assert m["mesh_pieces_mean"] > 1.0 and m["one_mesh_piece"] < 1.0  # ... which the mesh shows
     assert res["baselines"] == {} and res["settings"]["clean"] is False
 
 

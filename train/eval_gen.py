@@ -27,6 +27,8 @@ What is measured (definitions in `train.metrics`):
 * "coverage-IoU" (earlier notes): mean over test chairs of the best IoU to any sample
   (= 1 - MMD under the IoU distance).
 * Validity: one 18-connected piece and occupancy within `occupancy_range_from(train)`.
+* Mesh pieces: the closed surfaces of each sample's marching-cubes mesh (what the viewer
+  shows; a soft grid in one 18-connected piece can still mesh as several).
 * Novelty: mean IoU of each sample to its nearest training chair and the fraction of
   near-copies (nearest IoU > 0.9).
 * Baselines in the same run:
@@ -82,6 +84,7 @@ _COLUMNS = [
     ("cov-IoU", "coverage_iou", 1.0, 3),
     ("nearest IoU", "nearest_train_iou_mean", 1.0, 2),
     ("copies>0.9", "near_copy_fraction", 1.0, 2),
+    ("mesh pieces", "mesh_pieces_mean", 1.0, 2),
 ]
 
 
@@ -120,19 +123,23 @@ def mean_chair(train: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def surface_clouds(grids, level: float, clean: bool, n_points: int, progress: bool = False,
-                   desc: str = "meshing") -> list[np.ndarray | None]:
-    """Marching-cubes surface points of each grid -> list of float32 (n_points, 3) or None
-    (no surface at `level`). Shape i uses point seed i."""
+                   desc: str = "meshing") -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Marching-cubes surface points of each grid -> (list of float32 (n_points, 3) or None
+    (no surface at `level`), int (n,) pieces of each mesh, 0 when empty). Shape i uses point
+    seed i. The pieces are the closed surfaces the viewer shows, which on a soft grid can
+    outnumber the grid's 18-connected pieces (`vaegan.meshing`'s docstring)."""
     from vaegan.meshing import surface_points, voxels_to_mesh
 
     clouds: list[np.ndarray | None] = []
+    pieces = np.zeros(len(grids), dtype=np.int64)
     for i, grid in enumerate(_progress(grids, progress, desc=desc)):
         try:
             mesh = voxels_to_mesh(np.asarray(grid, dtype=np.float32), level=level, clean=clean)
             clouds.append(surface_points(mesh, n=n_points, seed=i))
+            pieces[i] = mesh.body_count
         except EmptyShapeError:
             clouds.append(None)
-    return clouds
+    return clouds, pieces
 
 
 def _distance_metrics(prefix: str, d_sr, d_ss, d_rr) -> dict[str, float]:
@@ -169,7 +176,7 @@ def _score_set(grids: np.ndarray, *, reference: dict, train_bool: np.ndarray, le
     times["iou"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    clouds = surface_clouds(grids, level, clean, n_points, progress, desc=f"{name}: meshing")
+    clouds, mesh_pieces = surface_clouds(grids, level, clean, n_points, progress, desc=f"{name}: meshing")
     times["meshing"] = time.perf_counter() - t
     t = time.perf_counter()
     cd_sr = metrics.chamfer_matrix(clouds, reference["clouds"], workers=workers)  # (n, R_ref)
@@ -182,6 +189,8 @@ def _score_set(grids: np.ndarray, *, reference: dict, train_bool: np.ndarray, le
         "validity_clean": float(valid_clean.mean()),
         "components_raw_mean": float(comps.mean()),
         "one_piece_raw": float((comps == 1).mean()),
+        "mesh_pieces_mean": float(mesh_pieces.mean()),  # surfaces the viewer shows per chair
+        "one_mesh_piece": float((mesh_pieces == 1).mean()),
         "occupancy_raw_mean": float(occ_raw.mean()),
         "occupancy_mean": float(occ_used.mean()),
         "occupancy_min": float(occ_used.min()),
@@ -245,7 +254,7 @@ def evaluate(pipe, train: np.ndarray, test: np.ndarray, seeds=(0, 1, 2), n: int 
 
     t = time.perf_counter()
     log.info("reference: %d test chairs (IoU and Chamfer distances among them)", len(test_bool))
-    ref_clouds = surface_clouds(test_bool, REFERENCE_LEVEL, False, n_points, progress, "test chairs: meshing")
+    ref_clouds, _ = surface_clouds(test_bool, REFERENCE_LEVEL, False, n_points, progress, "test chairs: meshing")
     reference = {
         "bool": test_bool,
         "iou_dist": 1.0 - metrics.iou_matrix(test_bool, test_bool),  # (R_ref, R_ref)
