@@ -319,3 +319,19 @@ def test_cli_reports_missing_checkpoint(tmp_path, capsys):
     code = main(["eval-gen", "--checkpoint", str(tmp_path / "no" / "ckpt"), "--data", str(tmp_path / "data")])
     assert code == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def test_surface_clouds_count_the_solids_the_viewer_shows():
+    """A hollow box meshes as two closed surfaces (outer wall and the cavity's inner wall) but
+    is one solid; two boxes apart are two; an empty grid has none."""
+    pytest.importorskip("vaegan.meshing")
+    from train.eval_gen import surface_clouds
+
+    hollow = np.zeros((12, 12, 12), np.float32)
+    hollow[2:10, 2:10, 2:10] = 1.0
+    hollow[4:8, 4:8, 4:8] = 0.0
+    apart = np.zeros((12, 12, 12), np.float32)
+    apart[1:4, 1:4, 1:4] = apart[7:10, 7:10, 7:10] = 1.0
+    clouds, pieces = surface_clouds(np.stack([hollow, apart, np.zeros_like(apart)]), 0.5, False, 32)
+    assert pieces.tolist() == [1, 2, 0]
+    assert clouds[0].shape == (32, 3) and clouds[2] is None

@@ -27,7 +27,7 @@ What is measured (definitions in `train.metrics`):
 * "coverage-IoU" (earlier notes): mean over test chairs of the best IoU to any sample
   (= 1 - MMD under the IoU distance).
 * Validity: one 18-connected piece and occupancy within `occupancy_range_from(train)`.
-* Mesh pieces: the closed surfaces of each sample's marching-cubes mesh (what the viewer
+* Mesh pieces: the separate solids of each sample's marching-cubes mesh (what the viewer
   shows; a soft grid in one 18-connected piece can still mesh as several).
 * Novelty: mean IoU of each sample to its nearest training chair and the fraction of
   near-copies (nearest IoU > 0.9).
@@ -126,8 +126,9 @@ def surface_clouds(grids, level: float, clean: bool, n_points: int, progress: bo
                    desc: str = "meshing") -> tuple[list[np.ndarray | None], np.ndarray]:
     """Marching-cubes surface points of each grid -> (list of float32 (n_points, 3) or None
     (no surface at `level`), int (n,) pieces of each mesh, 0 when empty). Shape i uses point
-    seed i. The pieces are the closed surfaces the viewer shows, which on a soft grid can
-    outnumber the grid's 18-connected pieces (`vaegan.meshing`'s docstring)."""
+    seed i. The pieces are the separate solids the viewer shows (closed surfaces enclosing
+    positive volume; the inner wall of a cavity encloses negative volume and is not one),
+    which on a soft grid can outnumber the grid's 18-connected pieces (`vaegan.meshing`)."""
     from vaegan.meshing import surface_points, voxels_to_mesh
 
     clouds: list[np.ndarray | None] = []
@@ -136,7 +137,7 @@ def surface_clouds(grids, level: float, clean: bool, n_points: int, progress: bo
         try:
             mesh = voxels_to_mesh(np.asarray(grid, dtype=np.float32), level=level, clean=clean)
             clouds.append(surface_points(mesh, n=n_points, seed=i))
-            pieces[i] = mesh.body_count
+            pieces[i] = sum(part.volume > 0 for part in mesh.split(only_watertight=False))
         except EmptyShapeError:
             clouds.append(None)
     return clouds, pieces
