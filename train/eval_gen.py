@@ -126,10 +126,9 @@ def surface_clouds(grids, level: float, clean: bool, n_points: int, progress: bo
                    desc: str = "meshing") -> tuple[list[np.ndarray | None], np.ndarray]:
     """Marching-cubes surface points of each grid -> (list of float32 (n_points, 3) or None
     (no surface at `level`), int (n,) pieces of each mesh, 0 when empty). Shape i uses point
-    seed i. The pieces are the separate solids the viewer shows (closed surfaces enclosing
-    positive volume; the inner wall of a cavity encloses negative volume and is not one),
-    which on a soft grid can outnumber the grid's 18-connected pieces (`vaegan.meshing`)."""
-    from vaegan.meshing import surface_points, voxels_to_mesh
+    seed i. The pieces are the separate solids the viewer shows (`vaegan.meshing.count_solids`),
+    which on a soft grid can outnumber the grid's 18-connected pieces."""
+    from vaegan.meshing import count_solids, surface_points, voxels_to_mesh
 
     clouds: list[np.ndarray | None] = []
     pieces = np.zeros(len(grids), dtype=np.int64)
@@ -137,7 +136,7 @@ def surface_clouds(grids, level: float, clean: bool, n_points: int, progress: bo
         try:
             mesh = voxels_to_mesh(np.asarray(grid, dtype=np.float32), level=level, clean=clean)
             clouds.append(surface_points(mesh, n=n_points, seed=i))
-            pieces[i] = sum(part.volume > 0 for part in mesh.split(only_watertight=False))
+            pieces[i] = count_solids(mesh)
         except EmptyShapeError:
             clouds.append(None)
     return clouds, pieces
@@ -190,7 +189,7 @@ def _score_set(grids: np.ndarray, *, reference: dict, train_bool: np.ndarray, le
         "validity_clean": float(valid_clean.mean()),
         "components_raw_mean": float(comps.mean()),
         "one_piece_raw": float((comps == 1).mean()),
-        "mesh_pieces_mean": float(mesh_pieces.mean()),  # surfaces the viewer shows per chair
+        "mesh_pieces_mean": float(mesh_pieces.mean()),  # separate solids the viewer shows per chair
         "one_mesh_piece": float((mesh_pieces == 1).mean()),
         "occupancy_raw_mean": float(occ_raw.mean()),
         "occupancy_mean": float(occ_used.mean()),

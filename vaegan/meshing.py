@@ -99,6 +99,14 @@ def count_components(occupied: np.ndarray) -> int:
     return int(ndimage.label(np.asarray(occupied, dtype=bool), structure=_STRUCTURE)[1])
 
 
+def count_solids(mesh: trimesh.Trimesh) -> int:
+    """Separate solids of a closed mesh: the pieces a viewer shows. A cavity's inner wall is a
+    closed surface of its own but encloses negative volume, so it is not counted."""
+    if mesh.body_count <= 1:  # 0.6 ms; splitting costs ~7 ms a chair and is rarely needed
+        return int(mesh.body_count)
+    return int(sum(part.volume > 0 for part in mesh.split(only_watertight=False)))
+
+
 def keep_largest_component(occupied: np.ndarray, min_size: int = 0) -> np.ndarray:
     """Keep the largest 18-connected component of a boolean grid.
 
