@@ -198,7 +198,9 @@ def join_pieces(vox: np.ndarray, level: float = 0.5, low: float = 0.2, max_bridg
             parts.append(voxels)
         else:
             sub[voxels] = 0.0  # no joint: a speck
-    for faint in PART_LEVELS if parts else ():
+    for faint in PART_LEVELS:
+        if not parts:  # every part joined: no fainter level to search
+            break
         dist = _distances(body, sub >= faint, part_bridge + 1)
         parts = [voxels for voxels in parts if not _bridge(sub, voxels, dist, part_bridge + 1, raised)]
     for voxels in parts:
