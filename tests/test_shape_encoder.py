@@ -117,6 +117,64 @@ def test_train_shape_encoder_on_tiny_chairs(tmp_path, capsys):
     assert all(torch.allclose(tuned.state_dict()[k], pipe.shape_encoder.state_dict()[k], atol=1e-6) for k in weights)
 
 
+def test_part_mix_takes_a_partner_beyond_one_cut():
+    from train.common import part_mix
+
+    grids = torch.stack([torch.full((32, 32, 32), float(i)) for i in range(6)])  # chair i is all i
+    rng = torch.Generator().manual_seed(0)
+    assert torch.equal(part_mix(grids, 0.0, rng), grids)
+    cuts = set()
+    for _ in range(8):
+        out = part_mix(grids, 1.0, rng)
+        for i, chair in enumerate(out):
+            values = chair.unique().tolist()
+            assert i in values and len(values) <= 2  # its own part and at most one partner's
+            if len(values) == 1:
+                continue  # its partner was itself
+            own = chair == i
+            # one plane across axis 2 (height) or axis 0 (depth), within 30-70 % of the grid
+            for axis, dims in ((2, (0, 1)), (0, (1, 2))):
+                whole = own.all(dim=dims)  # (R,) slices that are all its own
+                first = int((~whole).nonzero()[0]) if (~whole).any() else 32
+                if 10 <= first <= 23 and whole[:first].all() and not own.any(dim=dims)[first:].any():
+                    cuts.add(axis)
+                    break
+            else:
+                raise AssertionError(f"chair {i} is not cut by one plane")
+    assert cuts == {0, 2}  # both kinds of cut occur
+
+
+def test_fine_tune_with_part_mixes_keeps_the_weight_average(tmp_path):
+    """v3's stage 1b: --init, part-mixed chairs, shifts, and the averaged weights are what is kept."""
+    from train.shape_encoder import averaged_encoder
+
+    data = make_chairs(tmp_path / "data", n=8)
+    pipe = ChairPipeline.from_config(tiny_config(32), seed=0)
+    pipe.shape_encoder = ShapeEncoder(pipe.config)
+    pipe.save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "run"
+    args = ["shape-encoder", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(data), "--out", str(out),
+            "--init", "--steps", "4", "--batch-real", "4", "--batch-generated", "0", "--val-chairs", "2",
+            "--eval-every", "4", "--threads", "1", "--part-mix", "0.5", "--shift", "1", "--average-every", "2",
+            "--lr", "1e-2", "--lr-final", "1"]
+    assert train_main(args) == 0
+    state = torch.load(out / "state.pt", weights_only=True)
+    assert int(state["average"]["n_averaged"]) == 2  # steps 2 and 4
+    average = torch.optim.swa_utils.AveragedModel(ShapeEncoder(pipe.config))
+    average.load_state_dict(state["average"])
+    chairs = torch.from_numpy(np.stack([box(32)] * 4))
+    kept = ShapeEncoder.from_pretrained(out / "shape_encoder")
+    expected = averaged_encoder(average, chairs, 4)
+    last = state["encoder"]
+    for name, value in kept.state_dict().items():  # the average's weights, not the last step's
+        if value.is_floating_point() and "running" not in name:
+            torch.testing.assert_close(value, expected.state_dict()[name])
+    assert any(not torch.allclose(kept.state_dict()[k], last[k]) for k in last if "weight" in k)
+    assert train_main([*args, "--steps", "6", "--resume"]) == 0  # the average resumes too
+    assert int(torch.load(out / "state.pt", weights_only=True)["average"]["n_averaged"]) == 3
+    assert train_main([*args, "--part-mix", "1.5"]) == 2
+
+
 @pytest.mark.slow
 def test_shipped_shape_encoder_reconstructs_test_chairs(data_dir):
     assert (SHIPPED / "shape_encoder" / "config.json").is_file(), "checkpoints/chair32 ships a shape encoder"

@@ -190,6 +190,25 @@ def augment(grids, mirror: bool, shift: int, rng):
     return grids
 
 
+def part_mix(grids, share: float, rng):
+    """Chairs (B, R, R, R) with a random `share` replaced by part-mixes (CutMix, Yun et al. 2019,
+    in voxel space): new chairs made of real parts. One cut per batch, at a height (array axis 2)
+    or a depth (axis 0) between 30 and 70 % of the grid: a mixed chair keeps its own voxels below
+    / in front of the cut and takes another chair's of the batch beyond it."""
+    import torch
+
+    mixed = torch.rand(len(grids), generator=rng) < share
+    partner = grids[torch.randperm(len(grids), generator=rng)]
+    r = grids.shape[-1]
+    cut = int(torch.randint(round(0.3 * r), round(0.7 * r) + 1, (1,), generator=rng))
+    beyond = (slice(None), slice(None), slice(None), slice(cut, None))  # above the cut, axis 2
+    if int(torch.randint(0, 2, (1,), generator=rng)):
+        beyond = (slice(None), slice(cut, None))  # behind the cut, axis 0
+    mix = grids.clone()
+    mix[beyond] = partner[beyond]
+    return torch.where(mixed[:, None, None, None], mix, grids)
+
+
 def restore_run(state: dict | None, modules: dict, opt, rng, out: Path) -> tuple[int, float, float]:
     """(step, elapsed seconds, best held-out figure): (0, 0, -1) for a fresh run (state None),
     else a run's state.pt loaded into its modules (by name), optimizer and random stream."""
