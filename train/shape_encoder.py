@@ -15,8 +15,8 @@ Each step takes a batch of training chairs and a batch of the generator's own sa
   once at the start: ||E(x) - z||^2 / z_dim, which keeps the codes where the generator was
   trained (and is the whole target on its own chairs).
 
-Fine-tuning a jointly trained encoder (`--init`, v3's recipe: ``--batch-generated 0 --part-mix
-0.5 --average-every 5 --lr-final 1``) widens what it has seen rather than what it is asked:
+Fine-tuning a jointly trained encoder (`--init`; chair32 v3.3's flags are in its model card,
+Recipe step 5) widens what it has seen rather than what it is asked:
 - ``part_mix``: that share of the training chairs is replaced by part-mixed chairs, one chair
   below (or in front of) a random cut plane and another beyond it (`train.common.part_mix`): new
   chairs built of real parts, as the test chairs are, which the encoder must code for the frozen
@@ -123,8 +123,8 @@ def averaged_encoder(average, chairs: torch.Tensor, batch: int) -> ShapeEncoder:
     statistics recomputed on `chairs` (N, R, R, R), in eval mode: averaged weights never saw
     the running statistics of the weights they average."""
     encoder = detached_copy(average.module)
-    torch.optim.swa_utils.update_bn([chairs[i:i + batch].float()[:, None] for i in range(0, len(chairs), batch)],
-                                    encoder)
+    batches = (chairs[i:i + batch].float()[:, None] for i in range(0, len(chairs), batch))  # one at a time
+    torch.optim.swa_utils.update_bn(batches, encoder)
     return encoder.eval()
 
 
