@@ -282,6 +282,44 @@ def test_generated_chairs_join_each_batch_with_their_codes(setup, generated, tmp
                                                    out=str(tmp_path / "z")))
 
 
+def test_part_mix_renders_mix_only_the_photo_encoders_training_chairs_and_carry_their_shape_codes(setup, tmp_path):
+    """train.photos --part-mix: --count mixes of --data's training chairs, each coded by the
+    checkpoint's shape encoder; the chair the photo encoder holds out (split_by_id with the same
+    seed) is never mixed; the draw is seeded; no test split; bad flags are refused."""
+    from train.gan import split_by_id
+
+    data = tmp_path / "data"
+    for i, h in enumerate((6, 9, 12, 15, 18)):  # five box chairs, seat planes two voxels thick, apart
+        (data / "train").mkdir(parents=True, exist_ok=True)
+        g = np.zeros((30, 30, 30), np.int8)
+        g[3:27, 3:27, h:h + 2] = 1
+        g[24:27, 3:27, h:27] = 1
+        for x, y in ((3, 3), (3, 24), (24, 3), (24, 24)):
+            g[x:x + 3, y:y + 3, 3:h] = 1
+        scipy.io.savemat(data / "train" / f"chair_{i:09d}_1.mat", {"instance": g})
+    cfg = dict(data=str(data), generator=str(setup[1]), count=12, part_mix=True, mix_hold_out=1,
+               image_size=32, views=2, workers=1)
+    folder = photo_data.build(photo_data.PhotoSetConfig(out=str(tmp_path / "mix"), **cfg), progress=False)
+    photos = photo_data.PhotoSet(folder, "train")
+    pipe = ChairPipeline.from_pretrained(setup[1])
+    assert set(photo_data.read_manifest(folder)["counts"]) == {"train"}
+    assert photos.names == [f"mix{i}_1" for i in range(12)] and len(photos) == 24
+    assert np.allclose(photos.latents, pipe.encode_shape(photos.voxels.astype(np.float32)).numpy(), atol=1e-5)
+    chairs, names = photo_data.load_chairs(str(data), "train", 32)
+    held = split_by_id(names, 1, 0)[1]
+    assert len(held) == 1
+    seat_levels = lambda grid: set(np.flatnonzero(grid[16, 16]))  # the centre column holds only seats
+    mixable = set().union(*(seat_levels(c) for i, c in enumerate(chairs) if i not in held))
+    seen = set().union(*(seat_levels(v) for v in photos.voxels))
+    assert seen and seen <= mixable and not seen & seat_levels(chairs[held[0]])
+    assert sum(len(seat_levels(v)) != 2 for v in photos.voxels) > 0  # cuts do fall between seats
+    again = photo_data.part_mixed_chairs(str(data), str(setup[1]), 12, 1, 0, 1234, 32)
+    assert np.array_equal(again[0], photos.voxels) and np.allclose(again[2], photos.latents)
+    for bad in (dict(generator=""), dict(count=0), dict(mix_hold_out=-1)):
+        with pytest.raises(Exception, match="--part-mix needs"):
+            photo_data.build(photo_data.PhotoSetConfig(out=str(tmp_path / "bad"), **{**cfg, **bad}), progress=False)
+
+
 # ----------------------------------------------------------------------------- the shipped encoder
 @pytest.fixture(scope="module")
 def shipped():

@@ -19,7 +19,8 @@ Targets, per render y of chair x:
   chair32 v3, whose shape encoder is the autoencoder's encoder, that code is exact (the
   training chairs reconstruct at IoU ~0.97), so nothing is projected;
 - a generated chair's code (`--generated`, renders of G's own samples, `generated_fraction`
-  of each batch): its z exactly.
+  of each batch): its z exactly; for renders of part-mixed chairs (`train.photos --part-mix`,
+  chair32 v3.4) the shape encoder's one-pass code.
 
 Loss (each a small named function below):
     code_weight  * code_loss(E(y), z*)        mean squared error per code dimension

@@ -25,6 +25,14 @@ the z of each chair. These are photos whose latent code is known exactly, the se
 source of `python -m train photo-encoder --generated` (see there).
 
     python -m train.photos --generator checkpoints/chair32 --count 2000 --views 8 --out runs/photos_gen
+
+Part-mixed chairs (`--part-mix` with both `--data` and `--generator`, chair32 v3.4's second
+source): `--count` new chairs made of two training chairs each, cut across the height or the
+depth (`part_mixed_chairs`), coded by the checkpoint's one-pass shape encoder; the chairs that
+`train photo-encoder` holds out are never mixed.
+
+    python -m train.photos --data ../shared/data/modelnet10_chair_vol30 --generator checkpoints/chair32 \
+        --part-mix --count 2000 --views 8 --test-views 0 --out runs/photos_mix
 """
 
 from __future__ import annotations
@@ -64,10 +72,19 @@ class PhotoSetConfig:
     canvas: int = 0  # render canvas side; 0 = 2 x image_size
     generator: str = ""  # instead of data: render samples of this checkpoint's generator ...
     count: int = 0  # ... this many (seeded by seed), with their latent codes
+    # With --data and --generator: render --count part-mixes of data's training chairs instead,
+    # each coded by the generator checkpoint's one-pass shape encoder (`part_mixed_chairs`).
+    part_mix: bool = False
+    mix_hold_out: int = 48  # training chairs never mixed: the photo encoder's val chairs (its --val-chairs, split by --seed)
+    mix_seed: int = 1234  # draws the mixes (pairs and cuts); --seed draws the renders
 
     def key(self) -> dict:
         """The settings a renders folder must match to be reused."""
         key = {k: getattr(self, k) for k in ("image_size", "resolution", "views", "test_views", "seed", "canvas")}
+        if self.part_mix:
+            return {"data": str(Path(self.data).resolve()), "generator": str(Path(self.generator).resolve()),
+                    "count": self.count, "part_mix": True, "mix_hold_out": self.mix_hold_out,
+                    "mix_seed": self.mix_seed, **key}
         if self.generator:
             return {"generator": str(Path(self.generator).resolve()), "count": self.count, **key}
         return {"data": str(Path(self.data).resolve()), **key}
@@ -108,7 +125,10 @@ def build(cfg: PhotoSetConfig, progress: bool = True) -> Path:
     """Render every split into cfg.out (see the module docstring) and return the folder."""
     from vaegan.photo_render import photo_sheet  # noqa: F401  (import errors surface early)
 
-    if bool(cfg.data) == bool(cfg.generator):
+    if cfg.part_mix and not (cfg.data and cfg.generator and cfg.count >= 1 and cfg.mix_hold_out >= 0):
+        raise ConfigError("--part-mix needs --data (the chairs to mix), --generator CKPT (its shape encoder codes "
+                          "them), --count N >= 1 and --mix-hold-out >= 0")
+    if not cfg.part_mix and bool(cfg.data) == bool(cfg.generator):
         raise ConfigError("pass either --data (a folder of voxel chairs) or --generator CKPT --count N")
     if cfg.generator and cfg.count < 1:
         raise ConfigError("--generator needs --count N >= 1: how many generated chairs to render")
@@ -168,10 +188,59 @@ def generated_chairs(checkpoint: str, count: int, seed: int, resolution: int,
     return grids[keep], names, z.numpy()[keep]
 
 
+def part_mixed_chairs(data: str, checkpoint: str, count: int, hold_out: int, split_seed: int, mix_seed: int,
+                      resolution: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """`count` part-mixes of the training chairs of `data` -> (uint8 (C, R, R, R), names, z float32 (C, z_dim)).
+
+    Each mix takes one chair below (or in front of) a cut across the height (or the depth) at
+    30-70 % of the grid and another chair beyond it (as `train.common.part_mix` does to batches),
+    keeps its largest piece, and is dropped when that has 50 voxels or fewer. Its code is the
+    checkpoint's one-pass shape encoder's. The `hold_out` chairs that `train photo-encoder`
+    holds out with the same seed (`split_by_id`) are never mixed, so its held-out figure stays
+    held out. Names are `mix<i>_1`: one id per chair for split_by_id."""
+    from vaegan.meshing import keep_largest_component
+    from vaegan.pipeline import ChairPipeline
+
+    from .gan import split_by_id
+
+    pipe = ChairPipeline.from_pretrained(checkpoint)
+    if pipe.resolution != resolution:
+        raise ConfigError(f"{checkpoint} makes {pipe.resolution}^3 chairs; --resolution is {resolution}")
+    chairs, names = load_chairs(data, "train", resolution)
+    mixable = chairs[split_by_id(names, hold_out, split_seed)[0]]  # (M, R, R, R) uint8
+    if len(mixable) < 2:
+        raise ConfigError(f"{data} leaves {len(mixable)} chairs to mix after holding out {hold_out}")
+    rng = np.random.default_rng(mix_seed)
+    lo, hi = round(0.3 * resolution), round(0.7 * resolution) + 1
+    grids = []
+    while len(grids) < count:
+        a, b = rng.choice(len(mixable), 2, replace=False)
+        cut = int(rng.integers(lo, hi))
+        mix = mixable[a].copy()
+        if rng.integers(2):
+            mix[:, :, cut:] = mixable[b][:, :, cut:]  # above the cut (axis 2 is up)
+        else:
+            mix[cut:] = mixable[b][cut:]  # behind the cut (axis 0)
+        mix = keep_largest_component(mix >= 1).astype(np.uint8)
+        if mix.sum() > 50:
+            grids.append(mix)
+    grids = np.stack(grids)  # (count, R, R, R)
+    z = shape_codes(pipe, grids)
+    return grids, [f"mix{i}_1" for i in range(count)], z
+
+
+def shape_codes(pipe, grids: np.ndarray, batch_size: int = 50) -> np.ndarray:
+    """One-pass shape-encoder codes of (C, R, R, R) grids, a batch at a time -> float32 (C, z_dim)."""
+    return np.concatenate([pipe.encode_shape(grids[i:i + batch_size]).numpy() for i in range(0, len(grids), batch_size)])
+
+
 def _build_split(cfg: PhotoSetConfig, out: Path, split: str, views: int, pool, progress: bool) -> dict:
     """Render one split into out/<split>_images.npy + <split>_meta.npz -> its counts."""
     extra = {}
-    if cfg.generator:
+    if cfg.part_mix:
+        grids, names, extra["latents"] = part_mixed_chairs(cfg.data, cfg.generator, cfg.count, cfg.mix_hold_out,
+                                                           cfg.seed, cfg.mix_seed, cfg.resolution)
+    elif cfg.generator:
         grids, names, extra["latents"] = generated_chairs(cfg.generator, cfg.count, cfg.seed, cfg.resolution)
     else:
         grids, names = load_chairs(cfg.data, split, cfg.resolution)
