@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,11 @@ def new_page(browser, url: str, width: int = 1400, height: int = 1000):
     page.locator(VIEWER).wait_for(timeout=90_000)
     page.wait_for_function("() => Number(document.querySelector('#model3d .chair-viewer').dataset.faces || 0) > 0",
                            timeout=90_000)
+    # The mesh is in; its first frame comes on a later animation frame, late on a busy machine
+    # (a CI run once read a blank canvas here). Wait for pixels, up to 30 s; callers still check.
+    deadline = time.monotonic() + 30
+    while drawn_fraction(page) <= 0.02 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
     return page
 
 
