@@ -25,15 +25,16 @@ TINY = ["--batch-size", "4", "--val-chairs", "2", "--val-images", "4", "--log-ev
         "--gallery-views", "2"]
 
 
-def make_chairs(folder: Path, n: int = 10, seed: int = 0) -> Path:
+def make_chairs(folder: Path, n: int = 10, seed: int = 0, heights: tuple[int, ...] = ()) -> Path:
     """A 3D ShapeNets-style folder of box chairs (seat, backrest at high axis 0, four legs),
-    n in train/ and 2 in test/."""
+    n in train/ and 2 in test/; with `heights`, the training chairs' seats are at those levels
+    (one chair each) instead of random ones."""
     rng = np.random.default_rng(seed)
-    for split, count in (("train", n), ("test", 2)):
+    for split, count in (("train", len(heights) or n), ("test", 2)):
         (folder / split).mkdir(parents=True)
         for i in range(count):
             g = np.zeros((30, 30, 30), np.int8)
-            h = rng.integers(8, 14)
+            h = heights[i] if heights and split == "train" else rng.integers(8, 14)
             g[3:27, 3:27, h:h + 2] = 1
             g[24:27, 3:27, h:27] = 1
             for x, y in ((3, 3), (3, 24), (24, 3), (24, 24)):
@@ -288,15 +289,7 @@ def test_part_mix_renders_mix_only_the_photo_encoders_training_chairs_and_carry_
     seed) is never mixed; the draw is seeded; no test split; bad flags are refused."""
     from train.gan import split_by_id
 
-    data = tmp_path / "data"
-    for i, h in enumerate((6, 9, 12, 15, 18)):  # five box chairs, seat planes two voxels thick, apart
-        (data / "train").mkdir(parents=True, exist_ok=True)
-        g = np.zeros((30, 30, 30), np.int8)
-        g[3:27, 3:27, h:h + 2] = 1
-        g[24:27, 3:27, h:27] = 1
-        for x, y in ((3, 3), (3, 24), (24, 3), (24, 24)):
-            g[x:x + 3, y:y + 3, 3:h] = 1
-        scipy.io.savemat(data / "train" / f"chair_{i:09d}_1.mat", {"instance": g})
+    data = make_chairs(tmp_path / "data", heights=(6, 9, 12, 15, 18))  # seat planes two voxels thick, apart
     cfg = dict(data=str(data), generator=str(setup[1]), count=12, part_mix=True, mix_hold_out=1,
                image_size=32, views=2, workers=1)
     folder = photo_data.build(photo_data.PhotoSetConfig(out=str(tmp_path / "mix"), **cfg), progress=False)

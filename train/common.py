@@ -190,6 +190,11 @@ def augment(grids, mirror: bool, shift: int, rng):
     return grids
 
 
+def part_cut_bounds(resolution: int) -> tuple[int, int]:
+    """[lo, hi) of the cut planes of part-mixes: 30 to 70 % of a grid of `resolution` voxels."""
+    return round(0.3 * resolution), round(0.7 * resolution) + 1
+
+
 def part_mix(grids, share: float, rng):
     """Chairs (B, R, R, R) with a random `share` replaced by part-mixes (CutMix, Yun et al. 2019,
     in voxel space): new chairs made of real parts. One cut per batch, at a height (array axis 2)
@@ -200,7 +205,7 @@ def part_mix(grids, share: float, rng):
     mixed = torch.rand(len(grids), generator=rng) < share
     partner = grids[torch.randperm(len(grids), generator=rng)]
     r = grids.shape[-1]
-    cut = int(torch.randint(round(0.3 * r), round(0.7 * r) + 1, (1,), generator=rng))
+    cut = int(torch.randint(*part_cut_bounds(r), (1,), generator=rng))
     beyond = (slice(None), slice(None), slice(None), slice(cut, None))  # above the cut, axis 2
     if int(torch.randint(0, 2, (1,), generator=rng)):
         beyond = (slice(None), slice(cut, None))  # behind the cut, axis 0

@@ -52,7 +52,7 @@ from tqdm import tqdm
 from vaegan.datasets import load_chairs
 from vaegan.errors import ConfigError, VoxelError
 
-from .common import add_config_arguments, config_values
+from .common import add_config_arguments, config_values, part_cut_bounds
 
 log = logging.getLogger(__name__)
 FORMAT = "chair-photos/1"
@@ -211,7 +211,7 @@ def part_mixed_chairs(data: str, checkpoint: str, count: int, hold_out: int, spl
     if len(mixable) < 2:
         raise ConfigError(f"{data} leaves {len(mixable)} chairs to mix after holding out {hold_out}")
     rng = np.random.default_rng(mix_seed)
-    lo, hi = round(0.3 * resolution), round(0.7 * resolution) + 1
+    lo, hi = part_cut_bounds(resolution)
     grids = []
     while len(grids) < count:
         a, b = rng.choice(len(mixable), 2, replace=False)
@@ -225,13 +225,7 @@ def part_mixed_chairs(data: str, checkpoint: str, count: int, hold_out: int, spl
         if mix.sum() > 50:
             grids.append(mix)
     grids = np.stack(grids)  # (count, R, R, R)
-    z = shape_codes(pipe, grids)
-    return grids, [f"mix{i}_1" for i in range(count)], z
-
-
-def shape_codes(pipe, grids: np.ndarray, batch_size: int = 50) -> np.ndarray:
-    """One-pass shape-encoder codes of (C, R, R, R) grids, a batch at a time -> float32 (C, z_dim)."""
-    return np.concatenate([pipe.encode_shape(grids[i:i + batch_size]).numpy() for i in range(0, len(grids), batch_size)])
+    return grids, [f"mix{i}_1" for i in range(count)], pipe.encode_shape(grids).numpy()  # batched inside
 
 
 def _build_split(cfg: PhotoSetConfig, out: Path, split: str, views: int, pool, progress: bool) -> dict:
