@@ -283,10 +283,12 @@ def test_generated_chairs_join_each_batch_with_their_codes(setup, generated, tmp
                                                    out=str(tmp_path / "z")))
 
 
-def test_part_mix_renders_mix_only_the_photo_encoders_training_chairs_and_carry_their_shape_codes(setup, tmp_path):
+def test_part_mix_renders_mix_only_the_photo_encoders_training_chairs_and_carry_their_shape_codes(setup, tmp_path,
+                                                                                                    monkeypatch):
     """train.photos --part-mix: --count mixes of --data's training chairs, each coded by the
     checkpoint's shape encoder; the chair the photo encoder holds out (split_by_id with the same
-    seed) is never mixed; the draw is seeded; no test split; bad flags are refused."""
+    seed) is never mixed; the draw is seeded; more mixes than encode_shape takes at once are coded
+    in chunks; no test split; bad flags are refused."""
     from train.gan import split_by_id
 
     data = make_chairs(tmp_path / "data", heights=(6, 9, 12, 15, 18))  # seat planes two voxels thick, apart
@@ -306,6 +308,7 @@ def test_part_mix_renders_mix_only_the_photo_encoders_training_chairs_and_carry_
     seen = set().union(*(seat_levels(v) for v in photos.voxels))
     assert seen and seen <= mixable and not seen & seat_levels(chairs[held[0]])
     assert sum(len(seat_levels(v)) != 2 for v in photos.voxels) > 0  # cuts do fall between seats
+    monkeypatch.setattr("vaegan.pipeline.MAX_SHAPES", 5)  # 12 mixes: three encode_shape calls
     again = photo_data.part_mixed_chairs(str(data), str(setup[1]), 12, 1, 0, 1234, 32)
     assert np.array_equal(again[0], photos.voxels) and np.allclose(again[2], photos.latents)
     for bad in (dict(generator=""), dict(count=0), dict(mix_hold_out=-1)):

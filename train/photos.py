@@ -199,7 +199,7 @@ def part_mixed_chairs(data: str, checkpoint: str, count: int, hold_out: int, spl
     holds out with the same seed (`split_by_id`) are never mixed, so its held-out figure stays
     held out. Names are `mix<i>_1`: one id per chair for split_by_id."""
     from vaegan.meshing import keep_largest_component
-    from vaegan.pipeline import ChairPipeline
+    from vaegan.pipeline import MAX_SHAPES, ChairPipeline
 
     from .gan import split_by_id
 
@@ -225,7 +225,9 @@ def part_mixed_chairs(data: str, checkpoint: str, count: int, hold_out: int, spl
         if mix.sum() > 50:
             grids.append(mix)
     grids = np.stack(grids)  # (count, R, R, R)
-    return grids, [f"mix{i}_1" for i in range(count)], pipe.encode_shape(grids).numpy()  # batched inside
+    # encode_shape batches inside but takes at most MAX_SHAPES grids per call
+    codes = np.concatenate([pipe.encode_shape(grids[i:i + MAX_SHAPES]).numpy() for i in range(0, count, MAX_SHAPES)])
+    return grids, [f"mix{i}_1" for i in range(count)], codes
 
 
 def _build_split(cfg: PhotoSetConfig, out: Path, split: str, views: int, pool, progress: bool) -> dict:
