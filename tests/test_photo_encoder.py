@@ -144,7 +144,7 @@ def test_held_out_figures_pair_each_render_with_its_own_chair(setup):
 
 
 def test_losses_and_frozen_batchnorm():
-    from train.photo_encoder import code_loss, recon_loss, set_train_mode
+    from train.photo_encoder import code_loss, recon_loss, set_train_mode, soft_iou_loss
     from vaegan.models import ImageEncoder
 
     z, target = torch.zeros(2, 4, requires_grad=True), torch.ones(2, 4)
@@ -158,6 +158,9 @@ def test_losses_and_frozen_batchnorm():
     assert recon_loss(logits, target, 3.0).item() == pytest.approx(2 * np.log(2), rel=1e-6)
     big = torch.full((1, 1, 2, 2, 2), 40.0)
     assert recon_loss(big, 1 - target, 1.0, temperature=8.0) < recon_loss(big, 1 - target, 1.0)
+    # p = 0.5 everywhere against 4 of 8 voxels: intersection 2, union 4 + 4 - 2 = 6
+    assert soft_iou_loss(logits, target).item() == pytest.approx(1 - 2 / 6)
+    assert soft_iou_loss(torch.where(target > 0, 40.0, -40.0), target).item() == pytest.approx(0, abs=1e-6)
     encoder = ImageEncoder(tiny_config(32))
     set_train_mode(encoder, freeze_bn=True)
     bns = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -176,6 +179,20 @@ def test_resume_continues_exactly(setup, tmp_path):
     assert a["step"] == b["step"] == 4
     for name, tensor in a["encoder"].items():
         assert torch.allclose(tensor.float(), b["encoder"][name].float(), atol=1e-6), name
+
+
+def test_iou_term_trains_is_logged_and_an_older_run_resumes_with_its_default(setup, tmp_path):
+    assert train_main(args(setup, tmp_path / "a", "--steps", "2", "--iou-weight", "5", "--code-weight", "0",
+                           "--recon-weight", "0")) == 0
+    rows = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",")[5] == "iou" and 0 < float(rows[1].split(",")[5]) <= 1
+    assert json.loads((tmp_path / "a" / "checkpoint" / "encoder" / "train_config.json").read_text())["iou_weight"] == 5
+    # a run saved before iou_weight existed trained without it: --resume takes it as the default (0)
+    assert train_main(args(setup, tmp_path / "b", "--steps", "1", "--ckpt-every-min", "0")) == 0
+    state = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
+    del state["config"]["iou_weight"]
+    torch.save(state, tmp_path / "b" / "state.pt")
+    assert train_main(args(setup, tmp_path / "b", "--steps", "2", "--resume")) == 0
 
 
 def test_init_starts_from_a_trained_encoder(setup, tmp_path):
@@ -233,7 +250,7 @@ def test_clear_errors(setup, tmp_path):
     out = run(args(setup, tmp_path / "z", "--resume", "--steps", "2", "--code-weight", "0.5"))
     assert out.returncode == 2 and "was trained with code_weight=1.0" in out.stderr
     out = run(args(setup, tmp_path / "w", "--code-weight", "0", "--recon-weight", "0"))
-    assert out.returncode == 2 and "not both zero" in out.stderr
+    assert out.returncode == 2 and "not all zero" in out.stderr
     out = run(args(setup, tmp_path / "v", "--generated", str(setup[2]), "--steps", "1"))
     assert out.returncode == 2 and "without latent codes" in out.stderr
     out = run(args(setup, tmp_path / "u", "--pretrained"))  # ImageNet weights at width 0.25

@@ -75,8 +75,10 @@ def load_resume_state(state_path: Path, cfg, keys: tuple[str, ...]) -> dict:
     def plain(value):  # tuples and lists of the same values are the same setting
         return list(value) if isinstance(value, tuple) else value
 
+    # A key the saved config lacks is a field added after that run: it trained with the default.
+    defaults = {f.name: f.default for f in fields(cfg)}
     for key in keys:
-        mine, theirs = getattr(cfg, key), saved.get(key)
+        mine, theirs = getattr(cfg, key), saved.get(key, defaults.get(key))
         if plain(mine) != plain(theirs):
             raise CheckpointError(
                 f"--resume: {state_path} was trained with {key}={theirs!r}, but this run asks for {mine!r}")
