@@ -29,9 +29,9 @@ Loss (each a small named function below):
   + iou_weight   * soft_iou_loss(G(E(y)), x)  1 - soft IoU of sigmoid(G's logits) with the voxels
 The code term is the clean target (the chair's own point in z); the reconstruction term
 scores the chair the user is shown, and the IoU term is that score itself, made smooth (chair32
-v3.5 trains with iou_weight 5: held-out renders 0.441 -> 0.457). With `freeze_bn` the backbone's BatchNorm keeps its
-ImageNet statistics (eval mode): batches of 32 renders are a poor estimate of real-photo
-statistics.
+v3.5 trains with iou_weight 5: held-out renders 0.441 -> 0.457). With `freeze_bn` the backbone's
+BatchNorm keeps its ImageNet statistics (eval mode): batches of 32 renders are a poor estimate of
+real-photo statistics.
 
 After training (`finish_encoder`), from the best held-out step: the gallery for
 `ChairPipeline.candidates` (every training chair's code and the unit mean embedding of
@@ -131,7 +131,8 @@ class PhotoEncoderConfig:
 
 
 RESUME_KEYS = ("generator", "renders", "generated", "generated_fraction", "code_weight", "recon_weight",
-               "pos_weight", "recon_temperature", "iou_weight", "width", "pretrained", "freeze_bn", "batch_size", "seed")
+               "pos_weight", "recon_temperature", "iou_weight", "width", "pretrained", "freeze_bn", "batch_size",
+               "seed")
 
 
 # ----------------------------------------------------------------------------- losses
