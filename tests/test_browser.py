@@ -106,26 +106,32 @@ def info(page) -> str:
 
 
 def test_sample_slider_and_photo_render_in_chromium(page):
-    # 1. The page loads with a first chair (demo.load samples seed 0); then sample seed 7.
+    # 1. The page opens with seed 0's chairs (demo.load): the first picture a user sees.
+    wait_info(page, "seed 0 · #1")
     assert drawn(page) > 0.02
+    assert page.locator("#gallery img").count() == 8
+    page.wait_for_timeout(800)  # the follow-ups (realism, nearest training chair) fill in
+    shot(page, "sample")
+
+    # 2. Explore that chair: click the first direction's range track at 85%.
+    probes.open_tab(page, "Explore")
+    before = probes.signature(page)
+    probes.move_slider(page, 0, 0.85)
+    wait_info(page, "edit ")
+    new_frame(page, before, "slider")
+    page.wait_for_timeout(1500)  # the edited chair's follow-ups (about 1 s after it settles)
+    shot(page, "explore")
+
+    # 3. Sample seed 7: a new chair and a new gallery.
+    page.get_by_role("tab", name="Sample").click()
     before = probes.signature(page)
     page.get_by_label("Seed").fill("7")
     page.locator("#sample-btn").click()
     wait_info(page, "seed 7 · #1")
     new_frame(page, before, "Sample")
     assert page.locator("#gallery img").count() == 8
-    page.wait_for_timeout(800)  # the follow-ups (realism, nearest training chair) fill in
-    shot(page, "sample")
 
-    # 2. Explore: click the first direction's range track at 85%.
-    probes.open_tab(page, "Explore")
-    before = probes.signature(page)
-    probes.move_slider(page, 0, 0.85)
-    wait_info(page, "edit ")
-    new_frame(page, before, "slider")
-    shot(page, "explore")
-
-    # 3. Photo -> chair: upload one of the project's own example renders (or CHAIR_STUDIO_PHOTO).
+    # 4. Photo -> chair: upload one of the project's own example renders (or CHAIR_STUDIO_PHOTO).
     probes.open_tab(page, "Photo → chair")
     page.locator("#photo-in input[type=file]").set_input_files(str(PHOTO))
     before = probes.signature(page)
