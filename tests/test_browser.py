@@ -82,6 +82,16 @@ def new_frame(page, before, what: str, timeout: float = 30) -> None:
         pytest.fail(f"{what}: the viewer showed no new chair within {timeout:.0f} s")
 
 
+def sample_seed(page, seed: int) -> None:
+    """On the Sample tab, sample `seed` and wait until the viewer shows its first chair."""
+    page.get_by_role("tab", name="Sample").click()
+    before = probes.signature(page)
+    page.get_by_label("Seed").fill(str(seed))
+    page.locator("#sample-btn").click()
+    wait_info(page, f"seed {seed} · #1")
+    new_frame(page, before, "Sample")
+
+
 def shot(page, name: str, selector: str | None = None, full_page: bool = True) -> Path:
     path = ARTIFACTS / f"{name}.png"
     if selector:
@@ -123,12 +133,7 @@ def test_sample_slider_and_photo_render_in_chromium(page):
     shot(page, "explore")
 
     # 3. Sample seed 7: a new chair and a new gallery.
-    page.get_by_role("tab", name="Sample").click()
-    before = probes.signature(page)
-    page.get_by_label("Seed").fill("7")
-    page.locator("#sample-btn").click()
-    wait_info(page, "seed 7 · #1")
-    new_frame(page, before, "Sample")
+    sample_seed(page, 7)
     assert page.locator("#gallery img").count() == 8
 
     # 4. Photo -> chair: upload one of the project's own example renders (or CHAIR_STUDIO_PHOTO).
@@ -218,12 +223,7 @@ def test_a_bad_upload_says_what_to_do_and_keeps_the_chair(page, tmp_path):
 
 
 def test_downloads_are_named_after_the_chair(page):
-    page.get_by_role("tab", name="Sample").click()
-    before = probes.signature(page)
-    page.get_by_label("Seed").fill("7")
-    page.locator("#sample-btn").click()
-    wait_info(page, "seed 7 · #1")
-    new_frame(page, before, "Sample")
+    sample_seed(page, 7)
     page.locator("#gallery img").nth(2).click()
     wait_info(page, "seed 7 · #3")
     probes.open_tab(page, "Share")
