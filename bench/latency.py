@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--level", type=float, default=0.5)
-    parser.add_argument("--truncation", type=float, default=0.8, help="of the benchmarked chair (default 0.8, as the UI)")
+    parser.add_argument("--truncation", type=float, default=1.0, help="of the benchmarked chair (default 1, as the UI)")
     parser.add_argument("--sample-repeats", type=int, default=5)
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "latency.json"))
     parser.add_argument("--client-default", action="store_true",

@@ -8,7 +8,7 @@ shared, busy machine cannot tilt.
 machine's load as much as by the checkpoints (its server p50 moved by 4 ms between two runs of
 the same code). Here each checkpoint gets the app's own pipeline and serving settings
 (`vaegan.cli.load_pipeline`, `prepare_for_serving`) and an `app.Studio`, and the two take turns
-every `--moves` slider moves of the same chair (seed 0, truncation 0.8, as latency.py's):
+every `--moves` slider moves of the same chair (seed 0, truncation 1, as latency.py's):
 `Studio.explore` is the handler behind a slider move (new latent, generate, marching cubes, the
 viewer's payload), without Gradio around it. Prints p50 / p90 per checkpoint.
 """
@@ -31,7 +31,7 @@ def studio_for(checkpoint: str, threads: int):
 
     pipe, _ = load_pipeline(checkpoint)
     prepare_for_serving(pipe, threads)
-    z = pipe.sample_latents(1, seed=0, truncation=0.8)[0].tolist()
+    z = pipe.sample_latents(1, seed=0, truncation=1.0)[0].tolist()
     return app.Studio(pipe, "", tempfile.mkdtemp(), checkpoint, ""), {"z": z, "base": z, "label": "seed 0 · #1"}
 
 

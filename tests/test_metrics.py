@@ -311,6 +311,26 @@ def test_evaluate_without_cleaning():
     assert res["baselines"] == {} and res["settings"]["clean"] is False
 
 
+def test_evaluate_scores_the_truncated_draws_the_app_shows():
+    """--truncation t reaches sample_latents (the app's Sample tab default is 0.8) and is recorded;
+    at 1 the pipeline is called as before, without the argument."""
+    pytest.importorskip("vaegan.meshing")
+    from train.eval_gen import evaluate, prior_draws
+
+    calls = []
+
+    class TruncPipe(FakePipe):
+        def sample_latents(self, n, seed=0, truncation=1.0):
+            calls.append(truncation)
+            return super().sample_latents(n, seed) * truncation
+
+    pipe = TruncPipe()
+    res = evaluate(pipe, _chairs(8, 0), _chairs(5, 1), seeds=[0], n=4, n_points=32, baselines=False, truncation=0.5)
+    assert calls == [0.5] and res["settings"]["truncation"] == 0.5
+    torch.testing.assert_close(prior_draws(pipe, 3, 2, 0.5), 0.5 * FakePipe().sample_latents(3, 2))
+    assert torch.equal(prior_draws(FakePipe(), 3, 2), FakePipe().sample_latents(3, 2))  # no truncation argument
+
+
 def test_cli_reports_missing_checkpoint(tmp_path, capsys):
     from train.__main__ import main
 
@@ -319,6 +339,15 @@ def test_cli_reports_missing_checkpoint(tmp_path, capsys):
     code = main(["eval-gen", "--checkpoint", str(tmp_path / "no" / "ckpt"), "--data", str(tmp_path / "data")])
     assert code == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_bad_truncation(tmp_path, capsys):
+    from train.__main__ import main
+
+    for split in ("train", "test"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+    code = main(["eval-gen", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "data"), "--truncation", "0"])
+    assert code == 2 and "--truncation in (0, 3]" in capsys.readouterr().err
 
 
 def test_surface_clouds_count_the_solids_the_viewer_shows():

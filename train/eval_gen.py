@@ -2,11 +2,13 @@
 
     python -m train eval-gen --checkpoint checkpoints/chair32 \\
         --data ../shared/data/modelnet10_chair_vol30 [--out runs/eval_gen.json] \\
-        [--seeds 0 1 2] [--n 100] [--points 2048] [--level 0.5] [--clean | --no-clean]
+        [--seeds 0 1 2] [--n 100] [--points 2048] [--level 0.5] [--clean | --no-clean] [--truncation 1]
 
 What is measured (definitions in `train.metrics`):
 * Reference set: the 100 official ModelNet10 test chairs, pose _1, at the model resolution.
-* For each seed: n latents `pipe.sample_latents(n, seed)` -> `pipe.generate` -> occupancy
+* For each seed: n latents `pipe.sample_latents(n, seed)` (with --truncation t < 1 the prior's
+  truncated draws, `sample_latents(n, seed, truncation=t)`, as the app's Sample tab makes them)
+  -> `pipe.generate` -> occupancy
   probabilities. Occupied = probability >= level. With --clean (the default, because the
   app shows cleaned meshes) every sample keeps only its largest 18-connected piece
   (`vaegan.meshing.keep_largest_component`) before the distance metrics; validity is
@@ -225,7 +227,7 @@ def evaluate(pipe, train: np.ndarray, test: np.ndarray, seeds=(0, 1, 2), n: int 
              n_points: int = 2048, level: float = 0.5, clean: bool = True,
              occupancy_range: tuple[float, float] | None = None, baselines: bool = True,
              baseline_seed: int = 0, near_copy_threshold: float = NEAR_COPY_THRESHOLD,
-             batch_size: int = 32, workers: int = -1, progress: bool = False) -> dict:
+             batch_size: int = 32, workers: int = -1, progress: bool = False, truncation: float = 1.0) -> dict:
     """Score `pipe`'s samples against `test` (reference) with `train` for validity/novelty.
 
     pipe: anything with `resolution`, `sample_latents(n, seed)` and `generate(z, batch_size=)`
@@ -267,7 +269,7 @@ def evaluate(pipe, train: np.ndarray, test: np.ndarray, seeds=(0, 1, 2), n: int 
     per_seed = {}
     for seed in seeds:
         t = time.perf_counter()
-        z = pipe.sample_latents(n, seed=seed)
+        z = prior_draws(pipe, n, seed, truncation)
         samples = np.asarray(pipe.generate(z, batch_size=batch_size), dtype=np.float32)
         if samples.shape != (n, res, res, res):
             raise VoxelError(f"generate returned shape {samples.shape}, expected {(n, res, res, res)}")
@@ -279,7 +281,7 @@ def evaluate(pipe, train: np.ndarray, test: np.ndarray, seeds=(0, 1, 2), n: int 
     mean, std = _summary(list(per_seed.values()))
     result = {
         "settings": {
-            "seeds": seeds, "n": n, "n_points": n_points, "level": level, "clean": clean,
+            "seeds": seeds, "n": n, "n_points": n_points, "level": level, "clean": clean, "truncation": truncation,
             "occupancy_range": list(occupancy_range), "baseline_seed": baseline_seed,
             "near_copy_threshold": near_copy_threshold, "resolution": res,
             "z_dim": int(getattr(pipe, "z_dim", 0)) or None, "n_train": len(train_bool),
@@ -324,8 +326,15 @@ def evaluate(pipe, train: np.ndarray, test: np.ndarray, seeds=(0, 1, 2), n: int 
     return result
 
 
+def prior_draws(pipe, n: int, seed: int, truncation: float = 1.0):
+    """`pipe.sample_latents(n, seed)`, truncated when truncation != 1 (the app's Sample tab)."""
+    if truncation == 1.0:
+        return pipe.sample_latents(n, seed=seed)
+    return pipe.sample_latents(n, seed=seed, truncation=truncation)
+
+
 def issue_figures(pipe, test: np.ndarray, seeds=(0, 1, 2), n: int = 100, batch_size: int = 32,
-                  refine: bool = True) -> dict:
+                  refine: bool = True, truncation: float = 1.0) -> dict:
     """The chair32-v2 figures beside the table: raw validity as `metrics.mostly_one_piece`
     defines it, the same for slerp midpoints between pairs of prior samples, and, when the
     checkpoint has a shape encoder, the test chairs' IoU of G(E(x)) >= 0.5 in one pass and
@@ -338,7 +347,7 @@ def issue_figures(pipe, test: np.ndarray, seeds=(0, 1, 2), n: int = 100, batch_s
 
     raw, mid = [], []
     for seed in seeds:
-        z = pipe.sample_latents(2 * n, seed=seed).numpy()  # (2n, z_dim): n pairs
+        z = prior_draws(pipe, 2 * n, seed, truncation).numpy()  # (2n, z_dim): n pairs
         raw.append(metrics.mostly_one_piece(pipe.generate(torch.from_numpy(z[:n]), batch_size=batch_size)).mean())
         halves = np.stack([slerp(a, b, 0.5) for a, b in zip(z[:n], z[n:])])
         mid.append(metrics.mostly_one_piece(pipe.generate(torch.from_numpy(halves), batch_size=batch_size)).mean())
@@ -453,6 +462,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=100, help="samples per seed and per baseline (default 100)")
     parser.add_argument("--points", type=int, default=2048, help="surface points per shape for Chamfer (default 2048)")
     parser.add_argument("--level", type=float, default=0.5, help="occupancy iso-level (default 0.5)")
+    parser.add_argument("--truncation", type=float, default=1.0,
+                        help="scale of the prior's noise (default 1: the prior as shipped; the app's Sample tab opens at 0.8)")
     parser.add_argument("--clean", action=argparse.BooleanOptionalAction, default=True,
                         help="keep only each sample's largest piece before the metrics (default on)")
     parser.add_argument("--baseline-seed", type=int, default=0, help="seed choosing the train-n chairs (default 0)")
@@ -471,8 +482,8 @@ def main(args: argparse.Namespace) -> int:
     for split in ("train", "test"):
         if not (data / split).is_dir():
             raise VoxelError(f"data folder {data} has no {split}/ subfolder (expected modelnet10_chair_vol30)")
-    if args.n < 1 or args.points < 1 or not 0.0 < args.level < 1.0:
-        raise ConfigError("--n and --points must be >= 1 and --level in (0, 1)")
+    if args.n < 1 or args.points < 1 or not 0.0 < args.level < 1.0 or not 0.0 < args.truncation <= 3.0:
+        raise ConfigError("--n and --points must be >= 1, --level in (0, 1) and --truncation in (0, 3]")
 
     from vaegan.datasets import load_chairs
     from vaegan.pipeline import ChairPipeline
@@ -489,7 +500,7 @@ def main(args: argparse.Namespace) -> int:
     result = evaluate(pipe, train, test, seeds=args.seeds, n=args.n, n_points=args.points,
                       level=args.level, clean=args.clean, baselines=args.baselines,
                       baseline_seed=args.baseline_seed, batch_size=args.batch_size,
-                      workers=args.workers, progress=True)
+                      workers=args.workers, progress=True, truncation=args.truncation)
     result["timings_s"]["load"] = load_time
     result["timings_s"]["wall"] = time.perf_counter() - started
     result["settings"].update({
@@ -501,7 +512,8 @@ def main(args: argparse.Namespace) -> int:
         "git_commit": _git_commit(),
         "versions": _versions(),
     })
-    result["issue_figures"] = issue_figures(pipe, test, seeds=args.seeds, n=args.n, batch_size=args.batch_size)
+    result["issue_figures"] = issue_figures(pipe, test, seeds=args.seeds, n=args.n, batch_size=args.batch_size,
+                                            truncation=args.truncation)
     print(format_table(result))
     print(json.dumps(result["issue_figures"], indent=2))
     out = write_json(args.out, result)
