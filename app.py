@@ -39,7 +39,7 @@ SOURCES = ("Seed", "Gallery pick", "Photo candidate", "Photo", "Current chair")
 PHOTO_CANDIDATES = 4  # chairs offered for a photo: its own code, then the most similar training chairs
 N_DIRECTIONS = 5  # Explore sliders of principal directions (a checkpoint without named ones)
 MAX_NAMED = 8  # Explore sliders of named directions; Studio.explore takes dir1..dir8
-DATA_ENV = "CHAIR_DATA"  # training chairs for the novelty check
+DATA_ENV = "CHAIR_DATA"  # the ModelNet chair folder: training chairs (novelty), test chairs (realism)
 # The realism score is ranked among real chairs the discriminator never saw: the data folder's
 # test split (ModelNet's 100 test chairs). Ranked among the training chairs, which it learned,
 # even those unseen real chairs came out at a median of 8 %.
@@ -108,8 +108,9 @@ class ChairSelectionError(ValueError):
 
 class TrainingChairs:
     """The training chairs for the novelty check: read from ``folder`` on first use (about
-    2 s for ModelNet's 888 chairs) and kept as packed bits (4 KB per chair). Unavailable
-    when the folder is missing or the model's resolution is not a multiple of 32."""
+    2 s for ModelNet's 888 chairs) and kept as packed bits (4 KB per chair); and the scores of
+    the folder's test chairs for the realism line (`realism_reference`). Unavailable when the
+    folder is missing or the model's resolution is not a multiple of 32."""
 
     def __init__(self, folder: str | os.PathLike | None, resolution: int):
         self.folder = Path(folder) if folder else None

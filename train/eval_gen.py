@@ -6,8 +6,8 @@
 
 What is measured (definitions in `train.metrics`):
 * Reference set: the 100 official ModelNet10 test chairs, pose _1, at the model resolution.
-* For each seed: n latents `pipe.sample_latents(n, seed)` (with --truncation t < 1 the prior's
-  truncated draws, `sample_latents(n, seed, truncation=t)`, as the app's Sample tab makes them)
+* For each seed: n latents `pipe.sample_latents(n, seed)` (with --truncation t != 1 the draws
+  `sample_latents(n, seed, truncation=t)` that the app's truncation slider makes; it opens at 1)
   -> `pipe.generate` -> occupancy
   probabilities. Occupied = probability >= level. With --clean (the default, because the
   app shows cleaned meshes) every sample keeps only its largest 18-connected piece
