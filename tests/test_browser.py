@@ -269,4 +269,8 @@ def test_clicking_an_atlas_point_opens_that_chair(page):
     wait_info(page, f"atlas #{number}:")
     new_frame(page, before, "atlas click")
     assert page.locator("#atlas-index input").input_value() == str(number)
+    # Its follow-ups: a decoded training chair's nearest training chair is that chair itself
+    # (the atlas screenshot had caught the previous chair's line before they came).
+    name = info(page).split(":", 1)[1].split("·")[0].strip()  # "atlas #N: chair_<id>_1 · ..."
+    page.locator("#chair-nearest").filter(has_text=name).wait_for(timeout=30_000)
     shot(page, "atlas")
