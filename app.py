@@ -781,9 +781,9 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
                             gr.Markdown("This checkpoint has no latent atlas yet "
                                         "(`python -m train atlas --checkpoint ... --data ...` makes one).")
                         else:
-                            gr.Markdown(f"The latent codes of the {len(studio.atlas)} training chairs (found by "
-                                        "projection through the generator), laid out in 2-D. Click a point, or "
-                                        "type its number, to open that chair.")
+                            gr.Markdown(f"The latent codes of the {len(studio.atlas)} training chairs "
+                                        f"({latent_atlas.codes_description(studio.atlas.meta)}), laid out in 2-D. "
+                                        "Click a point, or type its number, to open that chair.")
                         with gr.Row(visible=studio.atlas is not None):
                             atlas_method = gr.Radio(list(latent_atlas.METHODS.values()), value="generator t-SNE",
                                                     label="Map")

@@ -159,3 +159,21 @@ def test_shipped_atlas_loads_and_draws():
     # chair32 v3: the atlas codes are the autoencoder's own codes of the training chairs
     assert len(atlas) == 888 and np.nanmean(atlas.iou) > 0.9
     assert len(atl.atlas_figure(atlas, "t-SNE", "armrests").data[0].x) == 888
+
+
+def test_the_atlas_tab_says_how_its_codes_were_found():
+    """chair32 v3's atlas holds the shape encoder's one-pass codes (--steps 0): the tab says so,
+    not "projection" (which v2's atlas used and older files without the record still get)."""
+    from vaegan.atlas import codes_description, projection_start
+
+    encoder = {"projection": {"start": "encoder", "config": {"steps": 0, "bank": 2048}, "train": {"steps": 0}}}
+    assert codes_description(encoder) == "the shape encoder's codes of them"
+    refined = {"projection": {"start": "encoder", "config": {"steps": 200, "bank": 2048}, "train": {"steps": 200}}}
+    assert codes_description(refined) == "found by 200 projection steps through the generator from the shape encoder's codes"
+    bank = {"projection": {"start": "bank", "config": {"steps": 300, "bank": 2048}}}
+    assert projection_start(bank) == "the best of 2048 prior samples"
+    assert codes_description(bank) == "found by 300 projection steps through the generator from the best of 2048 prior samples"
+    assert codes_description({}) == "found by projection through the generator"
+    shipped = SHIPPED / "atlas.json"
+    if shipped.is_file():
+        assert codes_description(json.loads(shipped.read_text())) == "the shape encoder's codes of them"

@@ -123,9 +123,7 @@ def structure_markdown(scores: dict[str, dict[str, float]], z_dim: int) -> str:
 
 def summary_markdown(meta: dict, z_dim: int) -> str:
     proj = meta["projection"]
-    start = ("the shape encoder's codes" if proj.get("start") == "encoder"
-             else f"the best of {proj['config']['bank']} prior samples")
-    lines = [f"Projection (Adam steps from {start}), IoU of G(z) >= 0.5 with the chair:", "",
+    lines = [f"Projection (Adam steps from {atl.projection_start(meta)}), IoU of G(z) >= 0.5 with the chair:", "",
              "| chairs | n | steps | start | mean | median | 10th pct |", "|---|---|---|---|---|---|---|"]
     for split in ("test", "train"):
         if split in proj:

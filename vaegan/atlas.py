@@ -45,7 +45,7 @@ from .directions import finite_json, write_bytes
 from .errors import LatentError
 
 __all__ = ["FORMAT", "TENSORS_FILE", "META_FILE", "PNG_FILE", "METHODS", "Atlas", "generator_coordinates", "embed",
-           "knn_r2",
+           "knn_r2", "projection_start", "codes_description",
            "structure_scores", "save_atlas", "load_atlas", "has_atlas", "atlas_figure", "atlas_png"]
 
 FORMAT = "chair-studio/atlas"
@@ -151,6 +151,26 @@ def structure_scores(atlas: Atlas, k: int = 10, generator=None) -> dict[str, dic
 
 
 # ------------------------------------------------------------------ files
+def projection_start(meta: dict) -> str:
+    """Where the atlas's projection started, in words, from its JSON document."""
+    proj = meta.get("projection") or {}
+    if proj.get("start") == "encoder":
+        return "the shape encoder's codes"
+    return f"the best of {proj.get('config', {}).get('bank', 'many')} prior samples"
+
+
+def codes_description(meta: dict) -> str:
+    """How the training chairs' codes were found, for the Atlas tab: the shape encoder's one
+    pass (`train atlas --steps 0`, chair32 v3) or projection through the generator."""
+    proj = meta.get("projection") or {}
+    steps = (proj.get("train") or {}).get("steps", (proj.get("config") or {}).get("steps"))
+    if steps == 0 and proj.get("start") == "encoder":
+        return "the shape encoder's codes of them"
+    if steps:
+        return f"found by {steps} projection steps through the generator from {projection_start(meta)}"
+    return "found by projection through the generator"
+
+
 def has_atlas(folder) -> bool:
     return folder is not None and (Path(folder) / TENSORS_FILE).is_file() and (Path(folder) / META_FILE).is_file()
 
