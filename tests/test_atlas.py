@@ -87,6 +87,7 @@ def test_atlas_figure_points_carry_their_index():
     trace = fig.data[0]
     assert list(trace.customdata) == list(range(12)) and len(trace.x) == 12
     assert "#4 chair_000000003_1" in trace.text[3] and "armrests" in trace.text[3]
+    assert "projection IoU" in trace.text[3]  # the toy atlas has no record: projected codes, as v1/v2
     np.testing.assert_allclose(trace.marker.color, atlas.attributes[:, 0])
     assert atl.atlas_figure(atlas, "pca", "mass").data[0].marker.colorbar.title.text.startswith("mass")
     with pytest.raises(LatentError, match="unknown attribute 'colour'"):
@@ -158,13 +159,16 @@ def test_shipped_atlas_loads_and_draws():
     atlas = atl.load_atlas(SHIPPED, z_dim)
     # chair32 v3: the atlas codes are the autoencoder's own codes of the training chairs
     assert len(atlas) == 888 and np.nanmean(atlas.iou) > 0.9
-    assert len(atl.atlas_figure(atlas, "t-SNE", "armrests").data[0].x) == 888
+    trace = atl.atlas_figure(atlas, "t-SNE", "armrests").data[0]
+    assert len(trace.x) == 888
+    # its codes are one encoder pass: the hover line says reconstruction, not projection
+    assert "reconstruction IoU" in trace.text[0] and "projection" not in trace.text[0]
 
 
 def test_the_atlas_tab_says_how_its_codes_were_found():
     """chair32 v3's atlas holds the shape encoder's one-pass codes (--steps 0): the tab says so,
     not "projection" (which v2's atlas used and older files without the record still get)."""
-    from vaegan.atlas import codes_description, projection_start
+    from vaegan.atlas import codes_description, encoder_codes, projection_start
 
     encoder = {"projection": {"start": "encoder", "config": {"steps": 0, "bank": 2048}, "train": {"steps": 0}}}
     assert codes_description(encoder) == "the shape encoder's codes of them"
@@ -174,6 +178,7 @@ def test_the_atlas_tab_says_how_its_codes_were_found():
     assert projection_start(bank) == "the best of 2048 prior samples"
     assert codes_description(bank) == "found by 300 projection steps through the generator from the best of 2048 prior samples"
     assert codes_description({}) == "found by projection through the generator"
+    assert encoder_codes(encoder) and not encoder_codes(refined) and not encoder_codes(bank) and not encoder_codes({})
     shipped = SHIPPED / "atlas.json"
     if shipped.is_file():
         assert codes_description(json.loads(shipped.read_text())) == "the shape encoder's codes of them"

@@ -2,14 +2,15 @@
 measured attributes.
 
 This module owns the `Atlas` (chair ids, codes z, 2-D coordinates per embedding method,
-attributes, projection IoU), its embedding (`embed`: PCA and t-SNE), how much structure a
+attributes, reconstruction IoU), its embedding (`embed`: PCA and t-SNE), how much structure a
 map shows (`structure_scores`), its files (`save_atlas`, `load_atlas`), the interactive
 plotly scatter of the app (`atlas_figure`) and the static PNG of the model card
 (`atlas_png`). `python -m train atlas --checkpoint DIR --data DATA` builds it.
 
-Codes: the encoder is trained on photos, not voxels, so every training chair is projected
-into z through the generator (`vaegan.projection`); ``iou`` records how well G(z)
-reproduces it. Attributes are measured on the training chair itself (`vaegan.attributes`).
+Codes: each training chair's code is the shape encoder's one pass (chair32 v3, `--steps 0`) or
+is projected into z through the generator (`vaegan.projection`, v1/v2); ``iou`` records how
+well G(z) reproduces the chair (`codes_description` and `encoder_codes` read which from the
+atlas's record). Attributes are measured on the training chair itself (`vaegan.attributes`).
 
 Maps: ``pca`` and ``tsne`` embed the codes (z_dim-d) as they are. ``gpca`` and ``gtsne`` first
 keep only what the generator's first layer sees of them: their coordinates along the top
@@ -159,12 +160,22 @@ def projection_start(meta: dict) -> str:
     return f"the best of {proj.get('config', {}).get('bank', 'many')} prior samples"
 
 
+def _projection_steps(meta: dict):
+    """The projection's step count from the atlas's JSON document (None if it does not say)."""
+    proj = meta.get("projection") or {}
+    return (proj.get("train") or {}).get("steps", (proj.get("config") or {}).get("steps"))
+
+
+def encoder_codes(meta: dict) -> bool:
+    """True when the codes are the shape encoder's one pass, unrefined (`train atlas --steps 0`)."""
+    return _projection_steps(meta) == 0 and (meta.get("projection") or {}).get("start") == "encoder"
+
+
 def codes_description(meta: dict) -> str:
     """How the training chairs' codes were found, for the Atlas tab: the shape encoder's one
     pass (`train atlas --steps 0`, chair32 v3) or projection through the generator."""
-    proj = meta.get("projection") or {}
-    steps = (proj.get("train") or {}).get("steps", (proj.get("config") or {}).get("steps"))
-    if steps == 0 and proj.get("start") == "encoder":
+    steps = _projection_steps(meta)
+    if encoder_codes(meta):
         return "the shape encoder's codes of them"
     if steps:
         return f"found by {steps} projection steps through the generator from {projection_start(meta)}"
@@ -245,7 +256,7 @@ def _method(method: str) -> str:
 def atlas_figure(atlas: Atlas, method: str = "gtsne", color: str = "seat_height"):
     """Interactive plotly scatter of one map, points coloured by one attribute. Each point's
     ``customdata`` is its 0-based index; hover shows "#i" (1-based), the chair id, its
-    attributes and the projection IoU."""
+    attributes and how well G(code) rebuilds it (reconstruction or projection IoU)."""
     import plotly.graph_objects as go
 
     key = _method(method)
@@ -256,9 +267,11 @@ def atlas_figure(atlas: Atlas, method: str = "gtsne", color: str = "seat_height"
     values = atlas.attributes[:, j]
     finite = values[np.isfinite(values)]
     lo, hi = np.percentile(finite, [2, 98]) if len(finite) else (0.0, 1.0)  # outliers do not squash the scale
+    # What `iou` measures: G(code) against the chair, the code being one encoder pass or projected.
+    iou_name = "reconstruction IoU" if encoder_codes(atlas.meta) else "projection IoU"
     lines = [f"#{i + 1} {name}<br>" + "<br>".join(
         f"{a.label}: {atlas.attributes[i, c]:.3g}" for c, a in enumerate(attrs.ATTRIBUTES))
-        + f"<br>projection IoU {atlas.iou[i]:.2f}" for i, name in enumerate(atlas.names)]
+        + f"<br>{iou_name} {atlas.iou[i]:.2f}" for i, name in enumerate(atlas.names)]
     trace = go.Scatter(
         x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=np.arange(len(atlas)), text=lines,
         hovertemplate="%{text}<extra></extra>",
