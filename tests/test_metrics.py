@@ -312,7 +312,7 @@ def test_evaluate_without_cleaning():
 
 
 def test_evaluate_scores_the_truncated_draws_the_app_shows():
-    """--truncation t reaches sample_latents (the app's Sample tab default is 0.8) and is recorded;
+    """--truncation t reaches sample_latents (the app's truncation slider) and is recorded;
     at 1 the pipeline is called as before, without the argument."""
     pytest.importorskip("vaegan.meshing")
     from train.eval_gen import evaluate, prior_draws

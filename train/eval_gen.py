@@ -463,7 +463,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=int, default=2048, help="surface points per shape for Chamfer (default 2048)")
     parser.add_argument("--level", type=float, default=0.5, help="occupancy iso-level (default 0.5)")
     parser.add_argument("--truncation", type=float, default=1.0,
-                        help="scale of the prior's noise (default 1: the prior as shipped; the app's Sample tab opens at 0.8)")
+                        help="scale of the prior's noise (default 1: the prior as shipped, where the app's Sample tab opens)")
     parser.add_argument("--clean", action=argparse.BooleanOptionalAction, default=True,
                         help="keep only each sample's largest piece before the metrics (default on)")
     parser.add_argument("--baseline-seed", type=int, default=0, help="seed choosing the train-n chairs (default 0)")

@@ -46,7 +46,7 @@ from .directions import finite_json, write_bytes
 from .errors import LatentError
 
 __all__ = ["FORMAT", "TENSORS_FILE", "META_FILE", "PNG_FILE", "METHODS", "Atlas", "generator_coordinates", "embed",
-           "knn_r2", "projection_start", "codes_description",
+           "knn_r2", "projection_start", "encoder_codes", "codes_description",
            "structure_scores", "save_atlas", "load_atlas", "has_atlas", "atlas_figure", "atlas_png"]
 
 FORMAT = "chair-studio/atlas"
