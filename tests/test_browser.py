@@ -269,8 +269,28 @@ def test_clicking_an_atlas_point_opens_that_chair(page):
     wait_info(page, f"atlas #{number}:")
     new_frame(page, before, "atlas click")
     assert page.locator("#atlas-index input").input_value() == str(number)
-    # Its follow-ups: a decoded training chair's nearest training chair is that chair itself
-    # (the atlas screenshot had caught the previous chair's line before they came).
-    name = info(page).split(":", 1)[1].split("·")[0].strip()  # "atlas #N: chair_<id>_1 · ..."
-    page.locator("#chair-nearest").filter(has_text=name).wait_for(timeout=30_000)
+    # Its follow-ups come for this chair (the atlas screenshot had caught the previous chair's
+    # line before they came). The decoded chair's nearest training chair is usually that chair
+    # itself, but for 60 of the 888 it is a twin or a closer neighbour (ModelNet repeats some
+    # chairs), so the expected line is computed here with the library, as the app does.
+    expected = atlas_nearest_line(number)
+    page.locator("#chair-nearest").filter(has_text=expected).wait_for(timeout=30_000)
     shot(page, "atlas")
+
+
+def atlas_nearest_line(number: int) -> str:
+    """What the novelty line shows for atlas chair ``number`` (1-based), as rendered: "<name>, IoU <x.xx>"."""
+    import torch
+
+    import app
+    from vaegan import ChairPipeline, novelty
+
+    pipe = ChairPipeline.from_pretrained(ROOT / "checkpoints" / "chair32")
+    codes = app.latent_atlas.load_atlas(ROOT / "checkpoints" / "chair32", pipe.z_dim)
+    training = app.TrainingChairs(os.environ.get(app.DATA_ENV) or app.DEFAULT_DATA, pipe.resolution)
+    if not training.available:
+        pytest.skip(f"no training chairs at {training.folder}: the app shows no novelty line")
+    refs = training.packed()
+    z = torch.as_tensor(codes.latent(number - 1))[None]  # (1, z_dim)
+    index, iou = novelty.nearest(pipe.generate(z), refs)
+    return f"{refs.names[int(index[0])]}, IoU {float(iou[0]):.2f}"
