@@ -571,7 +571,11 @@ class Studio:
         vox = self.pipe.generate(self._latent(chair["z"]))[0] if vox is None else vox
         index, iou = novelty.nearest(vox, refs)
         i, value = int(index[0]), float(iou[0])
-        verdict = "a near-copy" if value > 0.9 else "close" if value > 0.7 else "new"
+        if chair.get("training") == refs.names[i] and chair.get("base") == chair["z"]:
+            # An atlas chair, unedited: it *is* that training chair, as the model rebuilds it.
+            verdict = "the training chair you opened, as the model rebuilds it"
+        else:
+            verdict = "a near-copy" if value > 0.9 else "close" if value > 0.7 else "new"
         with self.output(request, "nearest") as folder:
             thumb = folder / "nearest.png"
             thumb.write_bytes(self._training_thumbnail(i))
@@ -602,7 +606,8 @@ class Studio:
         atlas = self._require_atlas()
         i = _number(index, "atlas chair #", 1, len(atlas), integer=True)
         z = atlas.latent(i - 1).tolist()
-        chair = {"z": z, "base": z, "label": f"atlas #{i}: {atlas.names[i - 1]}", "name": f"atlas{i}"}
+        chair = {"z": z, "base": z, "label": f"atlas #{i}: {atlas.names[i - 1]}", "name": f"atlas{i}",
+                 "training": atlas.names[i - 1]}  # which training chair it is, for the novelty line
         return (*self._present(chair, level, smooth, view), *self._zeros())
 
     def _latent_bank(self) -> projection.LatentBank:
@@ -698,7 +703,7 @@ def build_demo(pipe: ChairPipeline, notice: str = "", checkpoint: str = "", conc
         # Our outputs are served from where they were written: no copy into Gradio's cache
         # (half the disk, and no second copy that only Gradio's hourly sweep would remove).
         gr.set_static_paths([studio.files.parent])
-        chair = gr.State(None)  # {"z": [...], "base": [...], "label": str}: the current chair
+        chair = gr.State(None)  # {"z": [...], "base": [...], "label": str, ...}: the current chair
         batch = gr.State(None)  # the sample gallery's latents
         strip_batch = gr.State(None)  # the interpolation strip's latents
         photo_batch = gr.State(None)  # the photo's candidate latents, best first

@@ -592,6 +592,15 @@ def test_nearest_training_chair_when_the_data_is_there(tmp_path):
     grids, names = load_chairs(data, "train", 32)
     iou = iou_matrix(pipe.generate(chair["z"]) >= 0.5, grids)[0]
     assert f"**{names[int(iou.argmax())]}**, IoU **{iou.max():.2f}**" in text and Path(thumb).is_file()
+    assert "you opened" not in text
+    # An atlas chair names the training chair it came from: the line says it is that chair,
+    # until a slider edits it (then the usual verdict), and not when the nearest is another.
+    opened = {**chair, "base": chair["z"], "training": names[int(iou.argmax())]}
+    assert "(the training chair you opened, as the model rebuilds it)" in studio.nearest(None, opened)[1]
+    edited = {**opened, "z": [v + 0.5 for v in chair["z"]]}
+    assert "you opened" not in studio.nearest(None, edited)[1]
+    twin = {**opened, "training": "chair_elsewhere_1"}
+    assert "you opened" not in studio.nearest(None, twin)[1]
     assert studio.nearest(None, None) == (None, "")
     off = app.Studio(pipe, workdir=tmp_path / "s", data=tmp_path / "missing")
     assert not off.training.available and off.nearest(None, chair) == (None, "")
