@@ -244,7 +244,7 @@ def test_every_tab_is_on_the_tab_row_at_1280_px(browser, app_url):
         pg.close()
 
 
-def test_clicking_an_atlas_point_opens_that_chair(page):
+def test_clicking_an_atlas_point_opens_that_chair(page, tmp_path):
     """The Atlas tab: the scatter renders, and a click on a point (plotly's own plotly_click,
     hooked by app.ATLAS_CLICK_JS) makes that training chair the current chair."""
     if not (ROOT / "checkpoints" / "chair32" / "atlas.safetensors").is_file():
@@ -272,25 +272,21 @@ def test_clicking_an_atlas_point_opens_that_chair(page):
     # Its follow-ups come for this chair (the atlas screenshot had caught the previous chair's
     # line before they came). The decoded chair's nearest training chair is usually that chair
     # itself, but for 60 of the 888 it is a twin or a closer neighbour (ModelNet repeats some
-    # chairs), so the expected line is computed here with the library, as the app does.
-    expected = atlas_nearest_line(number)
+    # chairs), so the expected line is the one the app's handlers make for that chair.
+    expected = atlas_nearest_line(number, tmp_path)
     page.locator("#chair-nearest").filter(has_text=expected).wait_for(timeout=30_000)
     shot(page, "atlas")
 
 
-def atlas_nearest_line(number: int) -> str:
-    """What the novelty line shows for atlas chair ``number`` (1-based), as rendered: "<name>, IoU <x.xx>"."""
-    import torch
-
+def atlas_nearest_line(number: int, workdir: Path) -> str:
+    """The novelty line the app's own handlers make for atlas chair ``number`` (1-based), as the
+    page renders it (bold dropped): "<name>, IoU <x.xx> (<verdict>)"."""
     import app
-    from vaegan import ChairPipeline, novelty
+    from vaegan import ChairPipeline
 
-    pipe = ChairPipeline.from_pretrained(ROOT / "checkpoints" / "chair32")
-    codes = app.latent_atlas.load_atlas(ROOT / "checkpoints" / "chair32", pipe.z_dim)
-    training = app.TrainingChairs(os.environ.get(app.DATA_ENV) or app.DEFAULT_DATA, pipe.resolution)
-    if not training.available:
-        pytest.skip(f"no training chairs at {training.folder}: the app shows no novelty line")
-    refs = training.packed()
-    z = torch.as_tensor(codes.latent(number - 1))[None]  # (1, z_dim)
-    index, iou = novelty.nearest(pipe.generate(z), refs)
-    return f"{refs.names[int(index[0])]}, IoU {float(iou[0]):.2f}"
+    studio = app.Studio(ChairPipeline.from_pretrained(ROOT / "checkpoints" / "chair32"), workdir=workdir)
+    if not studio.training.available:
+        pytest.skip(f"no training chairs at {studio.training.folder}: the app shows no novelty line")
+    chair = studio.atlas_open(None, number, 0.5, 0.0, "Mesh")[0]
+    line = studio.nearest(None, chair)[1]  # "nearest training chair: **<name>**, IoU **<x.xx>** (<verdict>)"
+    return line.split(": ", 1)[1].replace("**", "")
